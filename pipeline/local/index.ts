@@ -1,0 +1,27 @@
+import { kafkaStatus, startKafka, stopKafka } from './kafka.ts';
+import { localDatabaseUrl, localKafkaBrokers } from './paths.ts';
+import { postgresStatus, startPostgres, stopPostgres } from './postgres.ts';
+
+export { kafkaStatus, startKafka, stopKafka, postgresStatus, startPostgres, stopPostgres, localDatabaseUrl, localKafkaBrokers };
+
+export interface Endpoints {
+  kafkaBrokers: string;
+  databaseUrl: string;
+}
+
+/**
+ * Resolves where Kafka and Postgres are: KAFKA_BROKERS / DATABASE_URL (or the given values) when set,
+ * otherwise the embedded default, started here when it is not running yet.
+ */
+export async function ensureInfrastructure(
+  given: { kafkaBrokers?: string; databaseUrl?: string },
+  log: (line: string) => void,
+): Promise<Endpoints> {
+  const kafkaBrokers = given.kafkaBrokers || process.env.KAFKA_BROKERS;
+  const databaseUrl = given.databaseUrl || process.env.DATABASE_URL;
+  await Promise.all([
+    kafkaBrokers ? undefined : startKafka(log),
+    databaseUrl ? undefined : startPostgres(log),
+  ]);
+  return { kafkaBrokers: kafkaBrokers || localKafkaBrokers(), databaseUrl: databaseUrl || localDatabaseUrl() };
+}

