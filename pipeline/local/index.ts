@@ -10,18 +10,15 @@ export interface Endpoints {
 }
 
 /**
- * Resolves where Kafka and Postgres are: KAFKA_BROKERS / DATABASE_URL (or the given values) when set,
+ * Resolves where Kafka and Postgres are: KAFKA_BROKERS / DATABASE_URL when set,
  * otherwise the embedded default, started here when it is not running yet.
  */
-export async function ensureInfrastructure(
-  given: { kafkaBrokers?: string; databaseUrl?: string },
-  log: (line: string) => void,
-): Promise<Endpoints> {
-  const kafkaBrokers = given.kafkaBrokers || process.env.KAFKA_BROKERS;
-  const databaseUrl = given.databaseUrl || process.env.DATABASE_URL;
+export async function ensureInfrastructure(needs: { postgres: boolean }, log: (line: string) => void): Promise<Endpoints> {
+  const kafkaBrokers = process.env.KAFKA_BROKERS;
+  const databaseUrl = process.env.DATABASE_URL;
   await Promise.all([
     kafkaBrokers ? undefined : startKafka(log),
-    databaseUrl ? undefined : startPostgres(log),
+    databaseUrl || !needs.postgres ? undefined : startPostgres(log),
   ]);
   return { kafkaBrokers: kafkaBrokers || localKafkaBrokers(), databaseUrl: databaseUrl || localDatabaseUrl() };
 }

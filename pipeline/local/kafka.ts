@@ -101,6 +101,9 @@ export async function startKafka(log: (line: string) => void): Promise<void> {
     await waitFor('Kafka', () => portOpen(LOCAL_KAFKA_PORT), 90_000, kafkaLogFile);
     return;
   }
+  if (await portOpen(LOCAL_KAFKA_PORT)) {
+    throw new EnvironmentError(`port ${LOCAL_KAFKA_PORT} is taken by a process that is not the embedded Kafka: stop it, or set LOCAL_KAFKA_PORT, or set KAFKA_BROKERS to use it`);
+  }
   checkTools();
   fetchBroker(log);
   fs.mkdirSync(dir, { recursive: true });

@@ -1,0 +1,128 @@
+/**
+ * npm run topology -- <name> [<name>...] [flags]
+ * Runs one or more topologies in one process until they finish or SIGINT/SIGTERM; then drains, commits, exits 0.
+ * Configuration: flags over environment over defaults. A bad flag or value: one line on stderr, exit code 2.
+ */
+import { topologies } from '../../topologies/index.ts';
+import { fromEnv, helpText, parseArgs, type OptionSpec } from '../config/options.ts';
+import { ConfigError, EnvironmentError, errorMessage } from '../errors.ts';
+import { kafkaConnection } from '../kafka/client-config.ts';
+import { ensureInfrastructure } from '../local/index.ts';
+import { PipelineMetrics, serveMetrics } from '../metrics/registry.ts';
+import { closeDatabases, database, redactUrl } from '../postgres/db.ts';
+import type { Topology } from '../topology.ts';
+
+const GLOBAL: OptionSpec[] = [
+  { name: 'help', type: 'bool', help: 'show this help' },
+  { name: 'list', type: 'bool', help: 'list the topologies' },
+  { name: 'describe', type: 'bool', help: 'print the topology (sources, stages, sinks, topics, tables) and exit' },
+  { name: 'kafka', type: 'list', help: 'a librdkafka property passed through, key=value (repeatable; also KAFKA_CONFIG="k=v;k=v")' },
+  { name: 'metrics-port', type: 'int', min: 0, max: 65535, help: 'port of /metrics, /healthz and /readyz; 0 = off (env METRICS_PORT, default 9464)' },
+  { name: 'metrics-host', type: 'string', help: 'address the metrics server binds to (env METRICS_HOST, default 127.0.0.1)' },
+];
+
+function usage(): string {
+  const specs = mergedSpecs(topologies);
+  return [
+    'usage: npm run topology -- <name> [<name>...] [flags]',
+    '',
+    'topologies:',
+    ...topologies.map((t) => `  ${t.name.padEnd(20)} ${t.description}`),
+    '',
+    'flags:',
+    helpText([...GLOBAL, ...specs]),
+    '',
+    'environment: KAFKA_BROKERS, DATABASE_URL (unset: the embedded default, started on first use), METRICS_PORT',
+  ].join('\n');
+}
+
+function mergedSpecs(list: Topology[]): OptionSpec[] {
+  const seen = new Map<string, OptionSpec>();
+  for (const t of list) for (const o of t.options) if (!seen.has(o.name)) seen.set(o.name, o);
+  return [...seen.values()];
+}
+
+async function main(argv: string[]): Promise<number> {
+  const first = parseArgs(argv, [...GLOBAL, ...mergedSpecs(topologies)]);
+  if (first.values.help || (!first.names.length && !first.values.list)) {
+    process.stdout.write(`${usage()}\n`);
+    return first.values.help ? 0 : 2;
+  }
+  if (first.values.list) {
+    for (const t of topologies) process.stdout.write(`${t.name.padEnd(20)} ${t.description}\n`);
+    return 0;
+  }
+  const selected = first.names.map((name) => {
+    const t = topologies.find((x) => x.name === name);
+    if (!t) throw new ConfigError(`unknown topology "${name}" (known: ${topologies.map((x) => x.name).join(', ')})`);
+    return t;
+  });
+  // Parse again against the selected topologies only, so a flag none of them takes is an error.
+  const args = parseArgs(argv, [...GLOBAL, ...mergedSpecs(selected)]);
+  const kafka = kafkaConnection('', (args.values.kafka as string[] | undefined) ?? []);
+  const metricsPortSpec = GLOBAL.find((s) => s.name === 'metrics-port')!;
+  const metricsPort = (args.values['metrics-port'] as number | undefined) ?? (fromEnv(metricsPortSpec, process.env, 'METRICS_PORT') as number | undefined) ?? 9464;
+  const metricsHost = (args.values['metrics-host'] as string | undefined) ?? process.env.METRICS_HOST ?? '127.0.0.1';
+
+  if (args.values.describe) {
+    process.stdout.write(`${selected.map((t) => t.describe(args.values)).join('\n\n')}\n`);
+    return 0;
+  }
+
+  const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+  const needsPostgres = selected.some((t) => t.uses.postgres);
+  const endpoints = await ensureInfrastructure({ postgres: needsPostgres }, log);
+  kafka.brokers = endpoints.kafkaBrokers;
+  log(`kafka ${kafka.brokers}${needsPostgres ? `, postgres ${redactUrl(endpoints.databaseUrl)}` : ''}`);
+
+  const metrics = PipelineMetrics.create();
+  const ready = new Map(selected.map((t) => [t.name, false]));
+  if (metricsPort > 0) {
+    try {
+      await serveMetrics(metrics.registry, metricsPort, () => [...ready.values()].every(Boolean), metricsHost);
+    } catch (err) {
+      throw new ConfigError(`metrics server cannot listen on ${metricsHost}:${metricsPort}: ${errorMessage(err)} (set METRICS_PORT, 0 = off)`);
+    }
+  }
+
+  const controller = new AbortController();
+  let signals = 0;
+  const onSignal = (sig: string) => {
+    signals++;
+    if (signals > 1) {
+      log(`${sig} again: exiting without draining`);
+      process.exit(130);
+    }
+    log(`${sig}: draining in-flight batches, committing, then exiting`);
+    controller.abort();
+  };
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+
+  const results = await Promise.allSettled(selected.map((t) => t.run({
+    kafka,
+    database: () => database(endpoints.databaseUrl),
+    metrics,
+    log: (line) => log(`[${t.name}] ${line}`),
+    signal: controller.signal,
+    setReady: (r) => ready.set(t.name, r),
+  }, args.values)));
+  await closeDatabases();
+  let code = 0;
+  results.forEach((r, i) => {
+    if (r.status === 'rejected') {
+      log(`[${selected[i].name}] failed: ${errorMessage(r.reason)}`);
+      code = r.reason instanceof ConfigError ? 2 : 1;
+    }
+  });
+  return code;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err) => {
+    const config = err instanceof ConfigError || err instanceof EnvironmentError;
+    process.stderr.write(`${config ? '' : 'error: '}${errorMessage(err)}\n`);
+    process.exit(config ? 2 : 1);
+  },
+);

@@ -1,0 +1,104 @@
+import { ConfigError } from '../errors.ts';
+
+export type OptionType = 'int' | 'number' | 'string' | 'bool' | 'list';
+
+export interface OptionSpec {
+  name: string;
+  type: OptionType;
+  help: string;
+  default?: string | number | boolean;
+  min?: number;
+  max?: number;
+  /** For 'string': the accepted values. */
+  choices?: string[];
+}
+
+export type OptionValues = Record<string, string | number | boolean | string[] | undefined>;
+
+export interface ParsedArgs {
+  names: string[];
+  values: OptionValues;
+  /** Flags as given, for telling which topologies a flag was meant for. */
+  given: Set<string>;
+}
+
+/**
+ * Parses `<name>... --flag value --flag=value --bool` against the union of the specs. Every problem is a
+ * ConfigError whose message is the one line the user sees before exit code 2.
+ */
+export function parseArgs(argv: string[], specs: OptionSpec[]): ParsedArgs {
+  const byName = new Map(specs.map((s) => [s.name, s]));
+  const names: string[] = [];
+  const values: OptionValues = {};
+  const given = new Set<string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (!arg.startsWith('--')) {
+      if (given.size) throw new ConfigError(`unexpected argument "${arg}": topology names come before flags`);
+      names.push(arg);
+      continue;
+    }
+    const eq = arg.indexOf('=');
+    const name = arg.slice(2, eq < 0 ? undefined : eq);
+    const spec = byName.get(name);
+    if (!spec) throw new ConfigError(`unknown flag --${name}${suggest(name, [...byName.keys()])}`);
+    let raw: string | undefined = eq < 0 ? undefined : arg.slice(eq + 1);
+    if (spec.type === 'bool') {
+      if (raw !== undefined && !['true', 'false'].includes(raw)) throw new ConfigError(`--${name}: expected true or false, got "${raw}"`);
+      values[name] = raw !== 'false';
+    } else {
+      if (raw === undefined) {
+        raw = argv[++i];
+        if (raw === undefined || (raw.startsWith('--') && spec.type !== 'number' && spec.type !== 'int')) {
+          throw new ConfigError(`--${name} needs a value`);
+        }
+      }
+      const value = convert(spec, raw);
+      if (spec.type === 'list') values[name] = [...((values[name] as string[] | undefined) ?? []), value as string];
+      else values[name] = value;
+    }
+    given.add(name);
+  }
+  for (const s of specs) if (values[s.name] === undefined && s.default !== undefined) values[s.name] = s.default;
+  return { names, values, given };
+}
+
+export function convert(spec: OptionSpec, raw: string): string | number | boolean {
+  const flag = `--${spec.name}`;
+  if (spec.type === 'int' || spec.type === 'number') {
+    const n = Number(raw);
+    if (raw.trim() === '' || !Number.isFinite(n) || (spec.type === 'int' && !Number.isInteger(n))) {
+      throw new ConfigError(`${flag}: expected ${spec.type === 'int' ? 'an integer' : 'a number'}, got "${raw}"`);
+    }
+    if (spec.min !== undefined && n < spec.min) throw new ConfigError(`${flag}: must be at least ${spec.min}, got ${raw}`);
+    if (spec.max !== undefined && n > spec.max) throw new ConfigError(`${flag}: must be at most ${spec.max}, got ${raw}`);
+    return n;
+  }
+  if (spec.choices && !spec.choices.includes(raw)) throw new ConfigError(`${flag}: expected one of ${spec.choices.join(', ')}, got "${raw}"`);
+  if (spec.type === 'string' && raw === '') throw new ConfigError(`${flag}: must not be empty`);
+  return raw;
+}
+
+/** An environment variable as an option value, with the same checks as a flag. */
+export function fromEnv(spec: OptionSpec, env: NodeJS.ProcessEnv, variable: string): string | number | boolean | undefined {
+  const raw = env[variable];
+  if (raw === undefined || raw === '') return undefined;
+  try {
+    return convert(spec, raw);
+  } catch (err) {
+    throw new ConfigError((err as Error).message.replace(`--${spec.name}`, variable));
+  }
+}
+
+function suggest(name: string, known: string[]): string {
+  const close = known.find((k) => k.startsWith(name.slice(0, 3)) || name.startsWith(k.slice(0, 3)));
+  return close ? ` (did you mean --${close}?)` : '';
+}
+
+export function helpText(specs: OptionSpec[]): string {
+  return specs.map((s) => {
+    const arg = s.type === 'bool' ? '' : ` <${s.type === 'list' ? 'value' : s.type}>`;
+    const def = s.default !== undefined ? ` (default ${s.default})` : '';
+    return `  --${s.name}${arg}`.padEnd(30) + ` ${s.help}${def}`;
+  }).join('\n');
+}

@@ -1,0 +1,44 @@
+import { ConfigError } from '../errors.ts';
+
+/** librdkafka properties: the brokers plus whatever the user passed through (security settings, tuning). */
+export type KafkaConfig = Record<string, string | number | boolean>;
+
+export interface KafkaConnection {
+  brokers: string;
+  /** From `--kafka key=value` flags and the KAFKA_CONFIG environment variable ("k=v;k=v"); flags win. */
+  extra: KafkaConfig;
+}
+
+const SECRET = /pass|secret|token|key\.pem|private|credential|sasl\.oauthbearer\.config|sasl\.jaas/i;
+
+export function isSecretKey(key: string): boolean {
+  return SECRET.test(key);
+}
+
+/** A copy of a config with secret values masked, for logs, --describe and error messages. */
+export function redactConfig(config: KafkaConfig): KafkaConfig {
+  const out: KafkaConfig = {};
+  for (const [k, v] of Object.entries(config)) out[k] = isSecretKey(k) ? '***' : v;
+  return out;
+}
+
+export function parseKafkaPairs(pairs: string[], origin: string): KafkaConfig {
+  const out: KafkaConfig = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new ConfigError(`${origin}: expected key=value, got "${isSecretKey(pair) ? '***' : pair}"`);
+    const key = pair.slice(0, eq).trim();
+    if (!/^[a-z][a-z0-9._-]*$/.test(key)) throw new ConfigError(`${origin}: "${key}" is not a librdkafka property name`);
+    out[key] = pair.slice(eq + 1);
+  }
+  return out;
+}
+
+export function kafkaConnection(brokers: string, flagPairs: string[], env: NodeJS.ProcessEnv = process.env): KafkaConnection {
+  const fromEnv = env.KAFKA_CONFIG ? parseKafkaPairs(env.KAFKA_CONFIG.split(/[;\n]/).filter((s) => s.trim()), 'KAFKA_CONFIG') : {};
+  return { brokers, extra: { ...fromEnv, ...parseKafkaPairs(flagPairs, '--kafka') } };
+}
+
+export function clientConfig(conn: KafkaConnection, own: KafkaConfig): KafkaConfig {
+  return { 'bootstrap.servers': conn.brokers, ...own, ...conn.extra };
+}

@@ -1,0 +1,270 @@
+import Kafka from 'node-rdkafka';
+import type pgPromise from 'pg-promise';
+import { clientConfig, type KafkaConnection } from '../kafka/client-config.ts';
+import { KafkaProducer, type Headers } from '../kafka/producer.ts';
+import type { PipelineMetrics } from '../metrics/registry.ts';
+import { errorMessage } from '../errors.ts';
+import { pgp, withSetupLock, type Connection, type Database } from './db.ts';
+
+/**
+ * Dead letters are written to Postgres in the same transaction as the rows and offsets of their flush (an
+ * outbox), then published to the dead-letter topic by one relay at a time (an advisory lock). So a crash never
+ * loses one, and it never publishes one twice either: each carries the relay's sequence number in a header, the
+ * relay publishes in sequence order with the idempotent producer, and after taking the lock it reads the tail of
+ * each dead-letter partition to forget what was already delivered.
+ */
+export interface DeadLetter {
+  dlqTopic: string;
+  key: Buffer | null;
+  value: Buffer | null;
+  headers: Headers | undefined;
+  reason: string;
+  message: string;
+  sourceTopic: string;
+  sourcePartition: number;
+  sourceOffset: number;
+  sourceTimestamp?: number;
+}
+
+export const DEAD_LETTERS_TABLE = 'pipeline_dead_letters';
+const SEQ_HEADER = 'pipeline.dlq.seq';
+const RELAY_HEADER = 'pipeline.dlq.relay';
+
+export async function ensureDeadLetterTable(db: Database): Promise<void> {
+  await withSetupLock(db, async (t) => {
+    await t.none(`CREATE TABLE IF NOT EXISTS ${DEAD_LETTERS_TABLE} (
+      id bigserial PRIMARY KEY,
+      dlq_topic text NOT NULL,
+      source_topic text NOT NULL,
+      source_partition integer NOT NULL,
+      source_offset bigint NOT NULL,
+      source_timestamp bigint,
+      key bytea,
+      value bytea,
+      headers jsonb NOT NULL DEFAULT '[]',
+      reason text NOT NULL,
+      message text NOT NULL,
+      relay_seq bigint,
+      created_at timestamptz NOT NULL DEFAULT now())`);
+    await t.none(`CREATE SEQUENCE IF NOT EXISTS ${DEAD_LETTERS_TABLE}_relay_seq`);
+    await t.none(`CREATE TABLE IF NOT EXISTS pipeline_meta (key text PRIMARY KEY, value text NOT NULL)`);
+    await t.none(`INSERT INTO pipeline_meta VALUES ('relay_id', md5(random()::text || clock_timestamp()::text)) ON CONFLICT DO NOTHING`);
+  });
+}
+
+const columns = new pgp.helpers.ColumnSet([
+  'dlq_topic', 'source_topic', 'source_partition', 'source_offset', 'source_timestamp', 'key', 'value',
+  { name: 'headers', mod: ':json' }, 'reason', 'message',
+], { table: DEAD_LETTERS_TABLE });
+
+function headerPairs(headers: Headers | undefined): [string, string][] {
+  const out: [string, string][] = [];
+  for (const h of headers ?? []) {
+    for (const [k, v] of Object.entries(h)) out.push([k, Buffer.from(v as Buffer | string).toString('base64')]);
+  }
+  return out;
+}
+
+/** Inside the flush transaction. */
+export async function insertDeadLetters(t: pgPromise.IBaseProtocol<unknown>, letters: DeadLetter[]): Promise<void> {
+  if (!letters.length) return;
+  const rows = letters.map((d) => ({
+    dlq_topic: d.dlqTopic, source_topic: d.sourceTopic, source_partition: d.sourcePartition, source_offset: d.sourceOffset,
+    source_timestamp: d.sourceTimestamp ?? null, key: d.key, value: d.value, headers: headerPairs(d.headers),
+    reason: d.reason, message: d.message.slice(0, 2000),
+  }));
+  await t.none(pgp.helpers.insert(rows, columns));
+}
+
+interface OutboxRow {
+  id: string;
+  dlq_topic: string;
+  source_topic: string;
+  source_partition: number;
+  source_offset: string;
+  source_timestamp: string | null;
+  key: Buffer | null;
+  value: Buffer | null;
+  headers: [string, string][];
+  reason: string;
+  message: string;
+  relay_seq: string;
+}
+
+export class DeadLetterRelay {
+  private producer: KafkaProducer | undefined;
+  private lockConn: Connection | undefined;
+  private relayId = '';
+  private partitions = new Map<string, number>();
+  private reconciled = false;
+  private stopped = false;
+  private loop: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+
+  constructor(private readonly db: Database, private readonly conn: KafkaConnection, private readonly metrics: PipelineMetrics,
+    private readonly log: (line: string) => void) {}
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  /** Ask for a publish round now (after a flush committed dead letters). */
+  poke(): void {
+    this.wake?.();
+  }
+
+  /** Publishes what is committed and stops. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.poke();
+    await this.loop;
+    await this.producer?.disconnect();
+    await this.release();
+  }
+
+  /** Whether the outbox is empty (everything committed has been published). */
+  async drained(): Promise<boolean> {
+    const r = await this.db.one<{ n: number }>(`SELECT count(*)::int AS n FROM ${DEAD_LETTERS_TABLE}`);
+    return r.n === 0;
+  }
+
+  private async run(): Promise<void> {
+    let failures = 0;
+    for (;;) {
+      const stopping = this.stopped;
+      try {
+        if (await this.acquire()) {
+          if (!this.reconciled) await this.reconcile();
+          while (await this.publishRound() > 0) { /* drain the backlog */ }
+        }
+        failures = 0;
+      } catch (err) {
+        failures++;
+        this.reconciled = false;
+        await this.release();
+        if (failures === 1 || failures % 10 === 0) this.log(`dead-letter relay: ${errorMessage(err)} (will retry)`);
+        if (stopping) return;
+      }
+      if (stopping) return;
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+        setTimeout(resolve, failures ? Math.min(5000, 200 * 2 ** failures) : 500).unref();
+      });
+    }
+  }
+
+  private async acquire(): Promise<boolean> {
+    if (this.lockConn) return true;
+    const conn = await this.db.connect();
+    const { locked } = await conn.one<{ locked: boolean }>(`SELECT pg_try_advisory_lock(hashtext('${DEAD_LETTERS_TABLE}')) AS locked`);
+    if (!locked) {
+      conn.done();
+      return false;
+    }
+    this.lockConn = conn;
+    // The lock lives as long as this session; if the connection breaks another relay may take over.
+    conn.client.on('error', () => { this.lockConn = undefined; this.reconciled = false; });
+    this.relayId = (await conn.one<{ value: string }>(`SELECT value FROM pipeline_meta WHERE key = 'relay_id'`)).value;
+    if (!this.producer) {
+      this.producer = new KafkaProducer(this.conn, { 'client.id': 'pipeline-dlq-relay', 'linger.ms': 5 });
+      await this.producer.connect();
+    }
+    return true;
+  }
+
+  private async release(): Promise<void> {
+    const conn = this.lockConn;
+    this.lockConn = undefined;
+    if (conn) {
+      await conn.any(`SELECT pg_advisory_unlock(hashtext('${DEAD_LETTERS_TABLE}'))`).catch(() => undefined);
+      conn.done();
+    }
+  }
+
+  private async partitionCount(topic: string): Promise<number> {
+    const known = this.partitions.get(topic);
+    if (known) return known;
+    const count = await this.producer!.partitionCount(topic);
+    if (!count) throw new Error(`dead-letter topic ${topic} has no partitions`);
+    this.partitions.set(topic, count);
+    return count;
+  }
+
+  /** Forgets outbox rows whose sequence number already sits in the dead-letter topic (published before a crash). */
+  private async reconcile(): Promise<void> {
+    const topics = await this.lockConn!.any<{ dlq_topic: string }>(`SELECT DISTINCT dlq_topic FROM ${DEAD_LETTERS_TABLE} WHERE relay_seq IS NOT NULL`);
+    for (const { dlq_topic: topic } of topics) {
+      const n = await this.partitionCount(topic);
+      const tails = await readTailSeqs(this.conn, topic, n, this.relayId);
+      for (const [partition, seq] of tails) {
+        await this.lockConn!.none(`DELETE FROM ${DEAD_LETTERS_TABLE} WHERE dlq_topic = $1 AND relay_seq <= $2 AND source_partition % $3 = $4`,
+          [topic, seq, n, partition]);
+      }
+    }
+    this.reconciled = true;
+  }
+
+  private async publishRound(): Promise<number> {
+    const conn = this.lockConn!;
+    await conn.none(`UPDATE ${DEAD_LETTERS_TABLE} SET relay_seq = nextval('${DEAD_LETTERS_TABLE}_relay_seq')
+      WHERE id IN (SELECT id FROM ${DEAD_LETTERS_TABLE} WHERE relay_seq IS NULL ORDER BY id LIMIT 5000)`);
+    const rows = await conn.any<OutboxRow>(`SELECT * FROM ${DEAD_LETTERS_TABLE} WHERE relay_seq IS NOT NULL ORDER BY relay_seq LIMIT 5000`);
+    if (!rows.length) return 0;
+    for (const r of rows) {
+      const n = await this.partitionCount(r.dlq_topic);
+      const headers: Headers = r.headers.map(([k, v]) => ({ [k]: Buffer.from(v, 'base64') }));
+      headers.push(
+        { 'error.reason': r.reason }, { 'error.message': r.message }, { 'source.topic': r.source_topic },
+        { 'source.partition': String(r.source_partition) }, { 'source.offset': r.source_offset },
+        { [SEQ_HEADER]: r.relay_seq }, { [RELAY_HEADER]: this.relayId },
+      );
+      if (r.source_timestamp) headers.push({ 'source.timestamp': r.source_timestamp });
+      await this.producer!.produce({ topic: r.dlq_topic, partition: r.source_partition % n, key: r.key, value: r.value, headers });
+    }
+    await this.producer!.flush();
+    await conn.none(`DELETE FROM ${DEAD_LETTERS_TABLE} WHERE id = ANY($1::bigint[])`, [rows.map((r) => r.id)]);
+    for (const r of rows) this.metrics.deadLettersPublished.inc({ topic: r.dlq_topic });
+    return rows.length;
+  }
+}
+
+/** The highest relay sequence number of this relay found near the end of each partition. */
+async function readTailSeqs(conn: KafkaConnection, topic: string, partitions: number, relayId: string): Promise<Map<number, number>> {
+  const consumer = new Kafka.KafkaConsumer(clientConfig(conn, {
+    'group.id': 'pipeline-dlq-relay-reconcile', 'enable.auto.commit': false, 'enable.partition.eof': true,
+  }) as Kafka.ConsumerGlobalConfig, { 'auto.offset.reset': 'earliest' });
+  await new Promise<void>((resolve, reject) => consumer.connect({ timeout: 10_000 }, (err) => (err ? reject(err) : resolve())));
+  const out = new Map<number, number>();
+  try {
+    for (let p = 0; p < partitions; p++) {
+      const wm = await new Promise<Kafka.WatermarkOffsets>((resolve, reject) =>
+        consumer.queryWatermarkOffsets(topic, p, 10_000, (err, o) => (err ? reject(err) : resolve(o))));
+      if (wm.highOffset <= wm.lowOffset) continue;
+      // The relay publishes in sequence order, so the last few thousand messages hold its newest sequence number.
+      const from = Math.max(wm.lowOffset, wm.highOffset - 5000);
+      consumer.assign([{ topic, partition: p, offset: from }]);
+      let best = -1;
+      let done = false;
+      let empty = 0;
+      while (!done && empty < 10) {
+        const msgs = await new Promise<Kafka.Message[]>((resolve, reject) => consumer.consume(1000, (err, m) => (err ? reject(err) : resolve(m))));
+        empty = msgs.length ? 0 : empty + 1;
+        for (const m of msgs) {
+          let seq: number | undefined;
+          let relay: string | undefined;
+          for (const h of m.headers ?? []) {
+            if (h[SEQ_HEADER] !== undefined) seq = Number(h[SEQ_HEADER].toString());
+            if (h[RELAY_HEADER] !== undefined) relay = h[RELAY_HEADER].toString();
+          }
+          if (relay === relayId && seq !== undefined && seq > best) best = seq;
+          if (m.offset >= wm.highOffset - 1) done = true;
+        }
+      }
+      consumer.unassign();
+      if (best >= 0) out.set(p, best);
+    }
+  } finally {
+    await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
+  }
+  return out;
+}

@@ -1,0 +1,133 @@
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { from as copyFrom } from 'pg-copy-streams';
+import { copyChunks, encodeCopyRow, type CopyValue } from '../codec/copy-text.ts';
+import { isRowError, type Connection, type Database } from '../postgres/db.ts';
+import { insertDeadLetters, type DeadLetter } from '../postgres/dead-letters.ts';
+import { advanceOffsets, type OffsetMove } from '../postgres/offsets.ts';
+import type { StreamRecord } from '../records.ts';
+
+/** A row ready for COPY: its text line, and its primary key (for in-batch duplicate detection). */
+export interface CopyRow {
+  line: string;
+  key: string | undefined;
+}
+
+export function copyRow(values: readonly CopyValue[], keyIndex: number | undefined): CopyRow {
+  return { line: encodeCopyRow(values), key: keyIndex === undefined ? undefined : String(values[keyIndex]) };
+}
+
+export interface FlushBatch {
+  topic: string;
+  rows: StreamRecord<CopyRow>[];
+  deadLetters: DeadLetter[];
+  offsets: OffsetMove[];
+}
+
+export interface FlushResult {
+  written: number;
+  rejected: DeadLetter[];
+}
+
+export interface PostgresCopySinkOptions {
+  db: Database;
+  /** Quoted table name (see tableName()). */
+  table: string;
+  columns: string[];
+  groupId: string;
+  dlqTopic: string;
+  chunkBytes?: number;
+}
+
+const UNIQUE_VIOLATION = '23505';
+
+/**
+ * Writes one flush in one transaction: fenced offset update, COPY of the rows, dead letters, COMMIT.
+ * A row Postgres rejects (a value out of range, a duplicate key) does not sink the batch: the COPY is retried on
+ * halves inside savepoints until the bad rows stand alone, and those go to the dead letters with the database's
+ * error. Within a batch, a second row with the same key is a duplicate: the first wins.
+ */
+export class PostgresCopySink {
+  private readonly copySql: string;
+  constructor(private readonly o: PostgresCopySinkOptions) {
+    this.copySql = `COPY ${o.table} (${o.columns.join(', ')}) FROM STDIN`;
+  }
+
+  async flush(batch: FlushBatch): Promise<FlushResult> {
+    const conn = await this.o.db.connect();
+    let broken = false;
+    try {
+      await conn.none('BEGIN');
+      await advanceOffsets(conn, this.o.groupId, batch.topic, batch.offsets);
+      const rejected: DeadLetter[] = [];
+      const rows = this.dropInBatchDuplicates(batch.rows, rejected);
+      const beforeCopy = rejected.length;
+      await this.copyIsolating(conn, rows, rejected);
+      await insertDeadLetters(conn, batch.deadLetters.length ? batch.deadLetters.concat(rejected) : rejected);
+      await conn.none('COMMIT');
+      return { written: rows.length - (rejected.length - beforeCopy), rejected };
+    } catch (err) {
+      broken = true;
+      await conn.none('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      conn.done(broken);
+    }
+  }
+
+  private dropInBatchDuplicates(rows: StreamRecord<CopyRow>[], rejected: DeadLetter[]): StreamRecord<CopyRow>[] {
+    if (rows.length < 2 || rows[0].value.key === undefined) return rows;
+    const seen = new Set<string>();
+    const out: StreamRecord<CopyRow>[] = [];
+    for (const r of rows) {
+      const k = r.value.key!;
+      if (seen.has(k)) rejected.push(this.deadLetter(r, 'duplicate', IN_BATCH));
+      else {
+        seen.add(k);
+        out.push(r);
+      }
+    }
+    return out;
+  }
+
+  /** COPY inside a savepoint; on a row error, split in halves until the offending rows are alone. */
+  private async copyIsolating(conn: Connection, rows: StreamRecord<CopyRow>[], rejected: DeadLetter[]): Promise<void> {
+    if (!rows.length) return;
+    await conn.none('SAVEPOINT copy_part');
+    try {
+      await this.copy(conn, rows);
+      await conn.none('RELEASE SAVEPOINT copy_part');
+    } catch (err) {
+      if (!isRowError(err)) throw err;
+      await conn.none('ROLLBACK TO SAVEPOINT copy_part');
+      await conn.none('RELEASE SAVEPOINT copy_part');
+      if (rows.length === 1) {
+        const e = err as { code: string; message: string; detail?: string };
+        const reason = e.code === UNIQUE_VIOLATION ? 'duplicate' : 'rejected-by-database';
+        rejected.push(this.deadLetter(rows[0], reason, `${e.code}: ${e.message}${e.detail ? ` (${e.detail})` : ''}`));
+        return;
+      }
+      const half = rows.length >> 1;
+      await this.copyIsolating(conn, rows.slice(0, half), rejected);
+      await this.copyIsolating(conn, rows.slice(half), rejected);
+    }
+  }
+
+  private async copy(conn: Connection, rows: StreamRecord<CopyRow>[]): Promise<void> {
+    const stream = (conn.client as unknown as { query(q: unknown): NodeJS.WritableStream }).query(copyFrom(this.copySql));
+    await pipeline(Readable.from(copyChunks(lines(rows), this.o.chunkBytes)), stream);
+  }
+
+  private deadLetter(r: StreamRecord<CopyRow>, reason: string, message: string): DeadLetter {
+    return {
+      dlqTopic: this.o.dlqTopic, key: r.key, value: r.raw, headers: r.headers, reason, message,
+      sourceTopic: r.topic, sourcePartition: r.partition, sourceOffset: r.offset, sourceTimestamp: r.timestamp,
+    };
+  }
+}
+
+const IN_BATCH = 'the same key appeared earlier in this batch; the first one wins';
+
+function* lines(rows: StreamRecord<CopyRow>[]): Generator<string> {
+  for (const r of rows) yield r.value.line;
+}

@@ -1,0 +1,130 @@
+import Kafka from 'node-rdkafka';
+import { PipelineError } from '../errors.ts';
+import { clientConfig, type KafkaConfig, type KafkaConnection } from '../kafka/client-config.ts';
+
+export interface PartitionListener {
+  /** Returns the offset to start each partition from (-1: from the beginning). */
+  onAssign(partitions: number[]): Promise<Map<number, number>>;
+  /** Called before the partitions are given up; finish or abandon their work here. */
+  onRevoke(partitions: number[]): Promise<void>;
+}
+
+const ASSIGN = Kafka.CODES.ERRORS.ERR__ASSIGN_PARTITIONS;
+const OFFSET_BEGINNING = -2;
+
+/**
+ * node-rdkafka's KafkaConsumer in non-flowing mode: the runtime pulls batches with poll(). Offsets are not
+ * committed to Kafka by librdkafka: on assignment the listener says where each partition starts (the offsets
+ * stored in Postgres), and after a flush the runtime commits to Kafka only so that lag tools see progress.
+ * Rebalance events are handled one after another, each finished before the next starts.
+ */
+export class KafkaSource {
+  private readonly consumer: Kafka.KafkaConsumer;
+  private rebalancing: Promise<void> = Promise.resolve();
+  private assigned = new Set<number>();
+  onStats?: (stats: LibrdkafkaStats) => void;
+  onError?: (err: Error) => void;
+
+  constructor(conn: KafkaConnection, readonly topic: string, readonly groupId: string, private readonly listener: PartitionListener, own: KafkaConfig = {}) {
+    const rebalanceCb = (err: Kafka.LibrdKafkaError, assignment: Kafka.Assignment[]) => this.rebalance(err, assignment);
+    this.consumer = new Kafka.KafkaConsumer({ ...clientConfig(conn, {
+      'client.id': `pipeline-${groupId}`,
+      'group.id': groupId,
+      'enable.auto.commit': false,
+      'enable.auto.offset.store': false,
+      'partition.assignment.strategy': 'range',
+      'session.timeout.ms': 10_000,
+      'heartbeat.interval.ms': 2_000,
+      'fetch.wait.max.ms': 100,
+      'fetch.max.bytes': 52_428_800,
+      'max.partition.fetch.bytes': 4_194_304,
+      'queued.min.messages': 50_000,
+      'queued.max.messages.kbytes': 32_768,
+      'statistics.interval.ms': 5_000,
+      'socket.keepalive.enable': true,
+      ...own,
+    }), rebalance_cb: rebalanceCb } as Kafka.ConsumerGlobalConfig, { 'auto.offset.reset': 'earliest' });
+    this.consumer.setDefaultConsumeTimeout(100);
+    this.consumer.on('event.stats', (m: { message: string }) => {
+      try {
+        this.onStats?.(JSON.parse(m.message) as LibrdkafkaStats);
+      } catch { /* a statistics event we cannot read is not worth failing for */ }
+    });
+    this.consumer.on('event.error', (err) => this.onError?.(err as unknown as Error));
+  }
+
+  async connect(timeoutMs = 30_000): Promise<void> {
+    await new Promise<void>((resolve, reject) => this.consumer.connect({ timeout: timeoutMs }, (err) =>
+      (err ? reject(new PipelineError('KAFKA_UNREACHABLE', `cannot reach Kafka: ${err.message}`, { retriable: true, cause: err })) : resolve())));
+    this.consumer.subscribe([this.topic]);
+  }
+
+  get partitions(): number[] {
+    return [...this.assigned];
+  }
+
+  /** Resolves once no rebalance is being handled. */
+  settled(): Promise<void> {
+    return this.rebalancing;
+  }
+
+  /** Up to max messages; an empty array after about 100 ms without any. */
+  poll(max: number): Promise<Kafka.Message[]> {
+    return new Promise((resolve, reject) => this.consumer.consume(max, (err, messages) => (err ? reject(err) : resolve(messages))));
+  }
+
+  async seek(partition: number, offset: number): Promise<void> {
+    await new Promise<void>((resolve, reject) => this.consumer.seek({ topic: this.topic, partition, offset: offset < 0 ? OFFSET_BEGINNING : offset }, 10_000,
+      (err) => (err ? reject(err) : resolve())));
+  }
+
+  pause(partitions: number[]): void {
+    if (partitions.length) this.consumer.pause(partitions.map((partition) => ({ topic: this.topic, partition })));
+  }
+
+  resume(partitions: number[]): void {
+    if (partitions.length) this.consumer.resume(partitions.map((partition) => ({ topic: this.topic, partition })));
+  }
+
+  /** Kafka-side commit, for lag monitoring only; Postgres holds the truth. */
+  commitForMonitoring(offsets: { partition: number; offset: number }[]): void {
+    const owned = offsets.filter((o) => this.assigned.has(o.partition));
+    if (!owned.length) return;
+    try {
+      this.consumer.commit(owned.map((o) => ({ topic: this.topic, partition: o.partition, offset: o.offset })));
+    } catch { /* not assigned any more, or not connected: the next commit will carry it */ }
+  }
+
+  async disconnect(): Promise<void> {
+    await this.rebalancing;
+    await new Promise<void>((resolve) => this.consumer.disconnect(() => resolve()));
+  }
+
+  private rebalance(err: Kafka.LibrdKafkaError, assignment: Kafka.Assignment[]): void {
+    const partitions = assignment.filter((a) => a.topic === this.topic).map((a) => a.partition);
+    this.rebalancing = this.rebalancing.then(async () => {
+      try {
+        if (err.code === ASSIGN) {
+          const start = await this.listener.onAssign(partitions);
+          this.consumer.assign(partitions.map((partition) => {
+            const offset = start.get(partition) ?? -1;
+            return { topic: this.topic, partition, offset: offset < 0 ? OFFSET_BEGINNING : offset };
+          }));
+          this.assigned = new Set(partitions);
+        } else {
+          await this.listener.onRevoke(partitions);
+          this.assigned.clear();
+          this.consumer.unassign();
+        }
+      } catch (e) {
+        // The listener retries until it succeeds or the process stops; this is the stopping case.
+        this.onError?.(e as Error);
+        if (err.code !== ASSIGN) this.consumer.unassign();
+      }
+    });
+  }
+}
+
+export interface LibrdkafkaStats {
+  topics?: Record<string, { partitions: Record<string, { consumer_lag: number; hi_offset: number }> }>;
+}
