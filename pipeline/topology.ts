@@ -19,6 +19,8 @@ export interface Topology {
   description: string;
   options: OptionSpec[];
   uses: { kafka: boolean; postgres: boolean };
+  /** Checks the values beyond what the option specs say (names that reach SQL or Kafka); throws ConfigError. */
+  validate?(values: OptionValues): void;
   /** Sources, stages, sinks, topics and tables, as text. */
   describe(values: OptionValues): string;
   /** Runs until done (a count reached, idle) or until ctx.signal aborts; then drains and resolves. */

@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import { ensureTopics } from '../pipeline/kafka/admin.ts';
+import { ensureTopics, topicName } from '../pipeline/kafka/admin.ts';
 import { KafkaProducer } from '../pipeline/kafka/producer.ts';
 import { Progress } from '../pipeline/runtime/progress.ts';
 import { retry, sleep } from '../pipeline/runtime/retry.ts';
@@ -120,6 +120,9 @@ export const ordersGenerator: Topology = {
     { name: 'topic', type: 'string', default: 'orders', help: 'topic to produce to, or read from' },
     { name: 'partitions', type: 'int', min: 1, max: 1000, default: 6, help: 'partitions of the topic when it is created' },
   ],
+  validate(v) {
+    topicName(v.topic as string);
+  },
   describe(v) {
     return [
       `Topology orders-generator`,

@@ -1,4 +1,4 @@
-import { ensureTopics } from '../pipeline/kafka/admin.ts';
+import { ensureTopics, topicName } from '../pipeline/kafka/admin.ts';
 import { tableName, withSetupLock, type Database } from '../pipeline/postgres/db.ts';
 import { DeadLetterRelay, ensureDeadLetterTable } from '../pipeline/postgres/dead-letters.ts';
 import { ensureOffsetsTable } from '../pipeline/postgres/offsets.ts';
@@ -45,6 +45,11 @@ export const ordersIngest: Topology = {
     { name: 'batch-wait-ms', type: 'int', min: 1, max: 600_000, default: 500, help: 'longest time a record waits for its flush' },
     { name: 'stop-when-idle', type: 'number', min: 0, help: 'exit 0 once everything read is committed and nothing new came for this many seconds' },
   ],
+  validate(v) {
+    topicName(v.topic as string);
+    if (v['dlq-topic'] !== undefined) topicName(v['dlq-topic'] as string, '--dlq-topic');
+    tableName(v.table as string);
+  },
   describe(v) {
     const topic = v.topic as string;
     return [

@@ -64,6 +64,7 @@ async function main(argv: string[]): Promise<number> {
   const metricsPort = (args.values['metrics-port'] as number | undefined) ?? (fromEnv(metricsPortSpec, process.env, 'METRICS_PORT') as number | undefined) ?? 9464;
   const metricsHost = (args.values['metrics-host'] as string | undefined) ?? process.env.METRICS_HOST ?? '127.0.0.1';
 
+  for (const t of selected) t.validate?.(args.values);
   if (args.values.describe) {
     process.stdout.write(`${selected.map((t) => t.describe(args.values)).join('\n\n')}\n`);
     return 0;

@@ -1,8 +1,17 @@
 import Kafka from 'node-rdkafka';
-import { PipelineError } from '../errors.ts';
+import { ConfigError, PipelineError } from '../errors.ts';
 import { clientConfig, type KafkaConnection } from './client-config.ts';
 
 const TOPIC_ALREADY_EXISTS = 36;
+const TOPIC_NAME = /^[A-Za-z0-9._-]{1,249}$/;
+
+/** Kafka's own rule for topic names (Topic.validate in the Java client). */
+export function topicName(name: string, flag = '--topic'): string {
+  if (!TOPIC_NAME.test(name) || name === '.' || name === '..') {
+    throw new ConfigError(`${flag}: "${name}" is not a valid topic name (up to 249 of letters, digits, ".", "_" and "-")`);
+  }
+  return name;
+}
 
 /** Creates the topics when missing; an existing topic keeps its partitions. */
 export async function ensureTopics(conn: KafkaConnection, topics: { name: string; partitions: number; config?: Record<string, string> }[]): Promise<void> {
