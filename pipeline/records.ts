@@ -1,4 +1,5 @@
 import type { Headers } from './kafka/producer.ts';
+import type { DeadLetter } from './postgres/dead-letters.ts';
 
 /** A record as it moves through a topology: what Kafka gave, and the value as the stages have made it so far. */
 export interface StreamRecord<V = unknown> {
@@ -6,7 +7,10 @@ export interface StreamRecord<V = unknown> {
   partition: number;
   offset: number;
   timestamp: number | undefined;
-  key: Buffer | null;
+  /** The key as the stages have made it (selectKey, groupBy); from Kafka: the key bytes as a string, or null. */
+  key: unknown;
+  /** The message key exactly as it came from Kafka: what a dead letter carries. */
+  rawKey: Buffer | null;
   headers: Headers | undefined;
   /** The message value exactly as it came from Kafka (null for a tombstone): what a dead letter carries. */
   raw: Buffer | null;
@@ -25,4 +29,12 @@ export interface StageContext {
 export interface Stage<I = unknown, O = unknown> {
   readonly name: string;
   process(batch: StreamRecord<I>[], ctx: StageContext): StreamRecord<O>[];
+}
+
+/** The dead letter of a record: its original key, bytes and headers, the reason, and where it came from. */
+export function deadLetterOf(r: StreamRecord, dlqTopic: string, reason: string, message: string): DeadLetter {
+  return {
+    dlqTopic, key: r.rawKey, value: r.raw, headers: r.headers, reason, message,
+    sourceTopic: r.topic, sourcePartition: r.partition, sourceOffset: r.offset, sourceTimestamp: r.timestamp,
+  };
 }

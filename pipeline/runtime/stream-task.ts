@@ -5,7 +5,7 @@ import type { PipelineMetrics } from '../metrics/registry.ts';
 import type { Database } from '../postgres/db.ts';
 import type { DeadLetter, DeadLetterRelay } from '../postgres/dead-letters.ts';
 import { loadOffsets, type OffsetMove } from '../postgres/offsets.ts';
-import type { Stage, StageContext, StreamRecord } from '../records.ts';
+import { deadLetterOf, type Stage, type StageContext, type StreamRecord } from '../records.ts';
 import type { CopyRow, FlushResult, PostgresCopySink } from '../sinks/postgres-copy.ts';
 import { KafkaSource } from '../sources/kafka-source.ts';
 import type { Progress } from './progress.ts';
@@ -154,9 +154,10 @@ export class StreamTask {
       if (m.topic !== o.topic || seen === undefined || m.offset <= seen) continue;
       this.lastSeen.set(m.partition, m.offset);
       pending.last.set(m.partition, m.offset);
+      const rawKey = typeof m.key === 'string' ? Buffer.from(m.key) : (m.key ?? null);
       batch.push({
         topic: m.topic, partition: m.partition, offset: m.offset, timestamp: m.timestamp,
-        key: typeof m.key === 'string' ? Buffer.from(m.key) : (m.key ?? null), headers: m.headers, raw: m.value, value: undefined,
+        rawKey, key: rawKey === null ? null : rawKey.toString(), headers: m.headers, raw: m.value, value: undefined,
       });
     }
     if (!batch.length) return;
@@ -164,10 +165,7 @@ export class StreamTask {
     pending.count += batch.length;
     o.metrics.consumed.inc({ topology: o.topology, topic: o.topic }, batch.length);
     const ctx: StageContext = {
-      deadLetter: (r, reason, message) => pending.deadLetters.push({
-        dlqTopic: o.dlqTopic, key: r.key, value: r.raw, headers: r.headers, reason, message,
-        sourceTopic: r.topic, sourcePartition: r.partition, sourceOffset: r.offset, sourceTimestamp: r.timestamp,
-      }),
+      deadLetter: (r, reason, message) => pending.deadLetters.push(deadLetterOf(r, o.dlqTopic, reason, message)),
     };
     let out = batch;
     for (const stage of o.stages) out = stage.process(out, ctx);

@@ -5,7 +5,7 @@ import { copyChunks, encodeCopyRow, type CopyValue } from '../codec/copy-text.ts
 import { isRowError, type Connection, type Database } from '../postgres/db.ts';
 import { insertDeadLetters, type DeadLetter } from '../postgres/dead-letters.ts';
 import { advanceOffsets, type OffsetMove } from '../postgres/offsets.ts';
-import type { StreamRecord } from '../records.ts';
+import { deadLetterOf, type StreamRecord } from '../records.ts';
 
 /** A row ready for COPY: its text line, and its primary key (for in-batch duplicate detection). */
 export interface CopyRow {
@@ -119,10 +119,7 @@ export class PostgresCopySink {
   }
 
   private deadLetter(r: StreamRecord<CopyRow>, reason: string, message: string): DeadLetter {
-    return {
-      dlqTopic: this.o.dlqTopic, key: r.key, value: r.raw, headers: r.headers, reason, message,
-      sourceTopic: r.topic, sourcePartition: r.partition, sourceOffset: r.offset, sourceTimestamp: r.timestamp,
-    };
+    return deadLetterOf(r, this.o.dlqTopic, reason, message);
   }
 }
 
