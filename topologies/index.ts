@@ -1,6 +1,9 @@
 import type { Topology } from '../pipeline/topology.ts';
+import { carsConsumer } from './cars-consumer.ts';
+import { carsProducer } from './cars-producer.ts';
+import { ordersFile } from './orders-file.ts';
 import { ordersGenerator } from './orders-generator.ts';
 import { ordersIngest } from './orders-ingest.ts';
 
 /** Every runnable topology, by name. */
-export const topologies: Topology[] = [ordersGenerator, ordersIngest];
+export const topologies: Topology[] = [ordersGenerator, ordersIngest, carsProducer, carsConsumer, ordersFile];

@@ -1,0 +1,171 @@
+import { isUtf8 } from 'node:buffer';
+import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
+import { errorMessage, PipelineError } from '../errors.ts';
+import { compileSchema, type Validator } from './validator.ts';
+import { decodeWireFormat, encodeWireFormat } from './wire-format.ts';
+
+/** Set to a Confluent-compatible Schema Registry (Confluent, Apicurio's /apis/ccompat/v7, Karapace, Redpanda). */
+export const REGISTRY_ENV = 'SCHEMA_REGISTRY_URL';
+
+export function registryUrl(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const url = env[REGISTRY_ENV]?.trim();
+  return url ? url.replace(/\/+$/, '') : undefined;
+}
+
+/** Confluent's subject naming strategy TopicNameStrategy: the value schema of topic T lives under "T-value". */
+export const valueSubject = (topic: string) => `${topic}-value`;
+
+type JsonSchemaInstance = { isValid(payload: object, opts: { errorHook: (path: string[], message: unknown) => void }): boolean };
+type RegistryOptions = Extract<NonNullable<ConstructorParameters<typeof SchemaRegistry>[1]>, { [SchemaType.JSON]?: unknown }>;
+type AjvLike = NonNullable<RegistryOptions[SchemaType.JSON]>;
+
+/**
+ * The registry through @kafkajs/confluent-schema-registry (its REST client, retries and per-id cache), with the
+ * schemas compiled by this project's ajv (draft 2020-12, exact decimal multipleOf) instead of the library's own.
+ * A fetched schema is compiled without its $id: the registry id is its identity, and two versions of one schema
+ * usually share a $id.
+ */
+export class SchemaRegistryClient {
+  private readonly registry: SchemaRegistry;
+  private readonly latest = new Map<string, Promise<number | undefined>>();
+
+  constructor(readonly url: string) {
+    const ajvInstance = {
+      addSchema: () => { throw new PipelineError('SCHEMA_REFERENCES', 'JSON schemas with references are not supported'); },
+      compile: (schema: Record<string, unknown>) => {
+        const { $id: _, ...rest } = schema;
+        const validate = compileSchema<unknown>(rest);
+        // The library reads ajv's `errors`; ours are already a readable sentence.
+        const fn = (value: unknown) => validate(value);
+        Object.defineProperty(fn, 'errors', { get: () => [{ instancePath: '', message: validate.errorText() }] });
+        return fn;
+      },
+    };
+    this.registry = new SchemaRegistry({ host: url, clientId: 'orders-pipeline', retry: { retries: 3 } },
+      { [SchemaType.JSON]: { ajvInstance: ajvInstance as unknown as AjvLike['ajvInstance'] } });
+  }
+
+  /** Registers (or finds, when the same schema is already there) the JSON Schema under the subject; its id. */
+  async register(subject: string, schema: object): Promise<number> {
+    try {
+      const { id } = await this.registry.register({ type: SchemaType.JSON, schema: JSON.stringify(schema) }, { subject });
+      return id;
+    } catch (err) {
+      throw registryError(`registering the schema under ${subject} at ${this.url}`, err);
+    }
+  }
+
+  /** The id of the subject's latest version, fetched once; undefined when the subject has none. */
+  latestId(subject: string): Promise<number | undefined> {
+    let p = this.latest.get(subject);
+    if (!p) {
+      p = this.registry.getLatestSchemaId(subject).catch((err: unknown) => {
+        if (status(err) === 404) return undefined;
+        this.latest.delete(subject);
+        throw registryError(`fetching the latest schema of ${subject} from ${this.url}`, err);
+      });
+      this.latest.set(subject, p);
+    }
+    return p;
+  }
+
+  /**
+   * The validator of a schema id, fetched once (the library caches it, and joins concurrent requests). An id the
+   * registry does not know is a record error (UnknownSchemaError), anything else a retriable one.
+   */
+  async validator(id: number): Promise<Validator<unknown>> {
+    let schema: JsonSchemaInstance;
+    try {
+      schema = (await this.registry.getSchema(id)) as unknown as JsonSchemaInstance;
+    } catch (err) {
+      if (status(err) === 404) throw new UnknownSchemaError(id);
+      throw registryError(`fetching schema ${id} from ${this.url}`, err);
+    }
+    let message = '';
+    const validate = ((value: unknown) => {
+      message = '';
+      return schema.isValid(value as object, { errorHook: (_path, m) => { message ||= String(m); } });
+    }) as Validator<unknown>;
+    validate.errorText = () => message || 'invalid';
+    return validate;
+  }
+}
+
+export class UnknownSchemaError extends PipelineError {
+  constructor(readonly schemaId: number) {
+    super('SCHEMA_UNKNOWN', `the registry has no schema with id ${schemaId}`);
+  }
+}
+
+function status(err: unknown): number | undefined {
+  const s = (err as { status?: unknown } | undefined)?.status;
+  return typeof s === 'number' ? s : undefined;
+}
+
+function registryError(what: string, err: unknown): PipelineError {
+  const s = status(err);
+  // 4xx other than 408/429 is the registry refusing (bad schema, incompatible): waiting does not help.
+  const retriable = s === undefined || s >= 500 || s === 408 || s === 429;
+  return new PipelineError('SCHEMA_REGISTRY', `${what} failed: ${errorMessage(err)}`, { retriable, cause: err });
+}
+
+/**
+ * Turns values into message bytes: plain JSON without a registry; with one, the schema is registered under
+ * "<topic>-value" at start and every value is written in the Confluent wire format with its id.
+ */
+export interface ValueSerializer {
+  readonly schemaId: number | undefined;
+  /** JSON text (already serialized, possibly deliberately broken by a generator) to message bytes. */
+  encode(json: string): Buffer;
+}
+
+export async function valueSerializer(topic: string, schema: object, registry: SchemaRegistryClient | undefined): Promise<ValueSerializer> {
+  if (!registry) return { schemaId: undefined, encode: (json) => Buffer.from(json) };
+  const id = await registry.register(valueSubject(topic), schema);
+  return { schemaId: id, encode: (json) => encodeWireFormat(id, Buffer.from(json)) };
+}
+
+export type Decoded<T> = { ok: true; value: T; schemaId: number | undefined } | { ok: false; reason: string; message: string };
+
+/**
+ * Message bytes to a validated value. A wire-format message is validated against the schema its id names (from
+ * the registry; without one, against the local schema). A plain JSON message is validated against the subject's
+ * latest version when a registry is set and has one (as the original consumer.py did), else the local schema.
+ * Failures of the record are returned; a registry that cannot be reached throws (retriable).
+ */
+export class JsonDeserializer<T> {
+  constructor(private readonly local: Validator<T>, private readonly registry: SchemaRegistryClient | undefined, private readonly subject: string) {}
+
+  async decode(raw: Buffer | null): Promise<Decoded<T>> {
+    if (raw === null) return { ok: false, reason: 'tombstone', message: 'the message has no value (tombstone)' };
+    const wire = decodeWireFormat(raw);
+    const payload = wire ? wire.payload : raw;
+    let validate: Validator<unknown> = this.local;
+    let schemaId = wire?.schemaId;
+    if (this.registry) {
+      schemaId ??= await this.registry.latestId(this.subject);
+      if (schemaId !== undefined) {
+        try {
+          validate = await this.registry.validator(schemaId);
+        } catch (err) {
+          if (err instanceof UnknownSchemaError) return { ok: false, reason: 'unknown-schema', message: err.message };
+          throw err;
+        }
+      }
+    }
+    if (!isUtf8(payload)) return { ok: false, reason: 'invalid-utf8', message: 'the message value is not valid UTF-8' };
+    let value: unknown;
+    try {
+      value = JSON.parse(payload.toString('utf8'));
+    } catch (err) {
+      return { ok: false, reason: 'malformed-json', message: errorMessage(err) };
+    }
+    if (!validate(value)) return { ok: false, reason: 'schema', message: validate.errorText() };
+    return { ok: true, value: value as T, schemaId };
+  }
+}
+
+export function registryFromEnv(env: NodeJS.ProcessEnv = process.env): SchemaRegistryClient | undefined {
+  const url = registryUrl(env);
+  return url ? new SchemaRegistryClient(url) : undefined;
+}
