@@ -1,5 +1,6 @@
 import type { Headers } from './kafka/producer.ts';
 import type { DeadLetter } from './postgres/dead-letters.ts';
+import type { ChangelogEntry } from './state/store.ts';
 
 /** A record as it moves through a topology: what Kafka gave, and the value as the stages have made it so far. */
 export interface StreamRecord<V = unknown> {
@@ -20,6 +21,8 @@ export interface StreamRecord<V = unknown> {
 /** What a stage sees besides the batch: a way to reject a record to the dead-letter topic. */
 export interface StageContext {
   deadLetter(record: StreamRecord, reason: string, message: string): void;
+  /** A record that came after its window closed: dropped, and counted by the runtime. */
+  late(record: StreamRecord, stage: string): void;
 }
 
 /**
@@ -29,6 +32,26 @@ export interface StageContext {
 export interface Stage<I = unknown, O = unknown> {
   readonly name: string;
   process(batch: StreamRecord<I>[], ctx: StageContext): StreamRecord<O>[];
+  /** Stateful stages keep a store per partition, backed by a changelog topic. */
+  readonly stateful?: StatefulStage;
+}
+
+/** What the runtime needs of a stage with state: cut changelog entries, restore, forget a partition. */
+export interface StatefulStage {
+  readonly storeName: string;
+  /** Changelog entries of what changed in the partition since the last cut (see state/store.ts). */
+  cut(partition: number, nextOffset: number): ChangelogEntry[];
+  restore(partition: number, entries: ChangelogEntry[], committedOffset: number): void;
+  drop(partition: number): void;
+  /** Event time up to which windows of the partition are closed (stream time - grace); -Infinity before any record. */
+  closedThrough(partition: number): number;
+}
+
+/** The key of a windowed aggregate, as Kafka Streams' Windowed<K>. */
+export interface Windowed<K> {
+  key: K;
+  start: number;
+  end: number;
 }
 
 /** The dead letter of a record: its original key, bytes and headers, the reason, and where it came from. */

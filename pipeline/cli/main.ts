@@ -15,7 +15,7 @@ import type { Topology } from '../topology.ts';
 const GLOBAL: OptionSpec[] = [
   { name: 'help', type: 'bool', help: 'show this help' },
   { name: 'list', type: 'bool', help: 'list the topologies' },
-  { name: 'describe', type: 'bool', help: 'print the topology (sources, stages, sinks, topics, tables) and exit' },
+  { name: 'describe', type: 'string', implicit: 'text', choices: ['text', 'mermaid'], help: 'print the topology (sources, stages, stores, sinks, topics, tables) and exit; --describe=mermaid for a Mermaid flowchart' },
   { name: 'kafka', type: 'list', help: 'a librdkafka property passed through, key=value (repeatable; also KAFKA_CONFIG="k=v;k=v")' },
   { name: 'metrics-port', type: 'int', min: 0, max: 65535, help: 'port of /metrics, /healthz and /readyz; 0 = off (env METRICS_PORT, default 9464)' },
   { name: 'metrics-host', type: 'string', help: 'address the metrics server binds to (env METRICS_HOST, default 127.0.0.1)' },

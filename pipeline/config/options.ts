@@ -11,6 +11,8 @@ export interface OptionSpec {
   max?: number;
   /** For 'string': the accepted values. */
   choices?: string[];
+  /** The value when the flag is given without one (`--describe` means `--describe=text`). */
+  implicit?: string;
 }
 
 export type OptionValues = Record<string, string | number | boolean | string[] | undefined>;
@@ -47,7 +49,9 @@ export function parseArgs(argv: string[], specs: OptionSpec[]): ParsedArgs {
       if (raw !== undefined && !['true', 'false'].includes(raw)) throw new ConfigError(`--${name}: expected true or false, got "${raw}"`);
       values[name] = raw !== 'false';
     } else {
-      if (raw === undefined) {
+      if (raw === undefined && spec.implicit !== undefined) {
+        raw = spec.implicit;
+      } else if (raw === undefined) {
         raw = argv[++i];
         if (raw === undefined || (raw.startsWith('--') && spec.type !== 'number' && spec.type !== 'int')) {
           throw new ConfigError(`--${name} needs a value`);

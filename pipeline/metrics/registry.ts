@@ -15,6 +15,7 @@ export class PipelineMetrics {
   readonly consumerLag: Gauge<'topic' | 'partition'>;
   readonly deadLettersPublished: Counter<'topic'>;
   readonly paused: Gauge<'topology'>;
+  readonly lateRecords: Counter<'topology' | 'stage'>;
 
   constructor(readonly registry: Registry) {
     const registers = [registry];
@@ -29,6 +30,7 @@ export class PipelineMetrics {
     this.flushRetries = new Counter({ name: 'pipeline_sink_flush_retries_total', help: 'Sink flushes that failed and were retried from the offsets in Postgres', labelNames: ['topology', 'table'], registers });
     this.consumerLag = new Gauge({ name: 'pipeline_consumer_lag', help: 'Messages between the consumer position and the high watermark (librdkafka statistics)', labelNames: ['topic', 'partition'], registers });
     this.deadLettersPublished = new Counter({ name: 'pipeline_dead_letters_published_total', help: 'Dead letters published from the Postgres outbox to Kafka', labelNames: ['topic'], registers });
+    this.lateRecords = new Counter({ name: 'pipeline_window_late_records_total', help: 'Records dropped because their window had closed (end + grace <= stream time)', labelNames: ['topology', 'stage'], registers });
     this.paused = new Gauge({ name: 'pipeline_consumer_paused', help: '1 while the consumer is paused by backpressure', labelNames: ['topology'], registers });
   }
 

@@ -1,13 +1,21 @@
 import type Kafka from 'node-rdkafka';
+import { encodeCopyRow } from '../codec/copy-text.ts';
+import { PlanExecutor } from '../dsl/executor.ts';
+import { changelogTopic, type PostgresAppendSinkSpec, type TopicSinkSpec, type TopologyPlan } from '../dsl/plan.ts';
 import { errorMessage } from '../errors.ts';
+import { ensureTopics } from '../kafka/admin.ts';
 import type { KafkaConnection } from '../kafka/client-config.ts';
+import { KafkaProducer } from '../kafka/producer.ts';
 import type { PipelineMetrics } from '../metrics/registry.ts';
-import type { Database } from '../postgres/db.ts';
-import type { DeadLetter, DeadLetterRelay } from '../postgres/dead-letters.ts';
-import { loadOffsets, type OffsetMove } from '../postgres/offsets.ts';
-import { deadLetterOf, type Stage, type StageContext, type StreamRecord } from '../records.ts';
-import type { CopyRow, FlushResult, PostgresCopySink } from '../sinks/postgres-copy.ts';
+import { tableName, withSetupLock, type Database } from '../postgres/db.ts';
+import { ensureDeadLetterTable, insertDeadLetters, type DeadLetter, type DeadLetterRelay } from '../postgres/dead-letters.ts';
+import { advanceOffsets, ensureOffsetsTable, loadOffsets, type OffsetMove } from '../postgres/offsets.ts';
+import { deadLetterOf, type StageContext, type StreamRecord } from '../records.ts';
+import { PostgresCopySink, type CopyRow } from '../sinks/postgres-copy.ts';
+import { PostgresWindowSink } from '../sinks/postgres-windows.ts';
 import { KafkaSource } from '../sources/kafka-source.ts';
+import { readChangelog } from '../state/changelog.ts';
+import type { ChangelogEntry } from '../state/store.ts';
 import type { Progress } from './progress.ts';
 import { Aborted, retry, sleep } from './retry.ts';
 
@@ -21,13 +29,9 @@ export interface StreamTaskOptions {
   topology: string;
   conn: KafkaConnection;
   db: Database;
-  topic: string;
+  plan: TopologyPlan;
   groupId: string;
   dlqTopic: string;
-  /** Stages from raw bytes to a CopyRow. */
-  stages: Stage[];
-  sink: PostgresCopySink;
-  table: string;
   relay: DeadLetterRelay;
   batch: BatchPolicy;
   stopWhenIdleMs?: number;
@@ -38,54 +42,82 @@ export interface StreamTaskOptions {
 }
 
 class Pending {
-  records: StreamRecord<CopyRow>[] = [];
+  /** What reached each sink, by sink name. */
+  outputs = new Map<string, StreamRecord[]>();
   deadLetters: DeadLetter[] = [];
-  /** Highest offset taken per partition (rows and dead letters alike). */
+  /** Highest offset taken per partition (whatever became of the record). */
   last = new Map<number, number>();
   count = 0;
   startedAt = Date.now();
 
   dropPartitions(partitions: Set<number>): void {
     if (![...this.last.keys()].some((p) => partitions.has(p))) return;
-    this.records = this.records.filter((r) => !partitions.has(r.partition));
+    for (const [name, list] of this.outputs) this.outputs.set(name, list.filter((r) => !partitions.has(r.partition)));
     this.deadLetters = this.deadLetters.filter((d) => !partitions.has(d.sourcePartition));
     for (const p of partitions) this.last.delete(p);
-    this.count = this.records.length + this.deadLetters.length;
+    if (!this.last.size) this.count = 0;
   }
+}
+
+interface Flush {
+  pending: Pending;
+  offsets: OffsetMove[];
+  changelog: { topic: string; partition: number; entries: ChangelogEntry[] }[];
+  closedThrough: Map<number, number>;
 }
 
 type FlushOutcome = { ok: true } | { ok: false; error: unknown; partitions: number[] };
 
 /**
- * The runtime of one source topic into one Postgres sink: it polls batches, runs the stages, and hands each flush
- * (rows, dead letters and the next offset of every partition in it) to the sink, which commits them in one
- * transaction. While one flush is being written the next batch is consumed and processed, and at most one flush
- * is in flight: that bound is the backpressure, since the loop stops polling until the flush completes.
- * On any failed flush the affected partitions are rewound to the offsets in Postgres, the truth, so whatever the
- * outcome of the failed transaction nothing is lost or written twice.
+ * The runtime of one topology: it polls batches from the source topic, runs the plan's stages, and commits each
+ * flush as one unit: (1) changelog entries of the state stores and records for topic sinks are produced and
+ * acknowledged, (2) one Postgres transaction moves the source offsets (fenced), writes every Postgres sink and the
+ * dead letters, and commits. While one flush is written the next batch is consumed and processed; at most one is
+ * in flight, and that bound is the backpressure (the loop stops polling until the flush completes).
+ * On a failed flush the affected partitions are rewound to the offsets in Postgres, the truth, and their state is
+ * restored from the changelog as of those offsets, so whatever the failed transaction did, nothing is lost or
+ * counted twice.
  */
 export class StreamTask {
   private readonly source: KafkaSource;
-  /** The next offset per owned partition as stored in Postgres after our last commit. */
+  private readonly executor: PlanExecutor;
+  private readonly copySinks = new Map<string, { spec: PostgresAppendSinkSpec; sink: PostgresCopySink; label: string }>();
+  private readonly windowSinks = new Map<string, PostgresWindowSink>();
+  private readonly topicSinks = new Map<string, TopicSinkSpec>();
+  private producer: KafkaProducer | undefined;
   private readonly committed = new Map<number, number>();
-  /** Highest offset taken per owned partition; anything at or below it is a redelivery and skipped. */
   private readonly lastSeen = new Map<number, number>();
   private pending = new Pending();
   private inflight: Promise<FlushOutcome> | undefined;
   private lastActivity = Date.now();
+  private readonly ctx: StageContext;
   ready = false;
 
   constructor(private readonly o: StreamTaskOptions) {
-    this.source = new KafkaSource(o.conn, o.topic, o.groupId, {
+    this.executor = new PlanExecutor(o.plan);
+    for (const s of this.executor.sinks) {
+      if (s.kind === 'postgres') {
+        this.copySinks.set(s.name, { spec: s, label: s.table, sink: new PostgresCopySink({ table: tableName(s.table), columns: s.columns, dlqTopic: o.dlqTopic }) });
+      } else if (s.kind === 'postgres-windows') {
+        this.windowSinks.set(s.name, new PostgresWindowSink(s, o.plan.applicationId, o.plan.topic));
+      } else {
+        this.topicSinks.set(s.name, s);
+      }
+    }
+    this.ctx = {
+      deadLetter: (r, reason, message) => this.pending.deadLetters.push(deadLetterOf(r, o.dlqTopic, reason, message)),
+      late: (_r, stage) => o.metrics.lateRecords.inc({ topology: o.topology, stage }),
+    };
+    this.source = new KafkaSource(o.conn, o.plan.topic, o.groupId, {
       onAssign: (partitions) => this.onAssign(partitions),
       onRevoke: (partitions) => this.onRevoke(partitions),
     });
     this.source.onStats = (stats) => {
-      const parts = stats.topics?.[o.topic]?.partitions ?? {};
+      const parts = stats.topics?.[o.plan.topic]?.partitions ?? {};
       let lag = 0;
       for (const [p, s] of Object.entries(parts)) {
         if (p === '-1' || s.consumer_lag < 0) continue;
-        o.metrics.consumerLag.set({ topic: o.topic, partition: p }, s.consumer_lag);
+        o.metrics.consumerLag.set({ topic: o.plan.topic, partition: p }, s.consumer_lag);
         lag += s.consumer_lag;
       }
       o.progress.lag = lag;
@@ -93,9 +125,35 @@ export class StreamTask {
     this.source.onError = (err) => o.log(`kafka: ${errorMessage(err)}`);
   }
 
+  /** Creates what the plan writes to: window tables, changelog topics (compacted, one partition per source partition). */
+  private async prepare(): Promise<void> {
+    const { o } = this;
+    await ensureOffsetsTable(o.db);
+    await ensureDeadLetterTable(o.db);
+    for (const { spec } of this.copySinks.values()) {
+      await withSetupLock(o.db, async (t) => {
+        await t.none(spec.createSql.replace('$TABLE', tableName(spec.table)));
+      });
+    }
+    const needsProducer = this.executor.stateful.length > 0 || this.topicSinks.size > 0;
+    if (!needsProducer && !this.windowSinks.size) return;
+    const producer = new KafkaProducer(o.conn, { 'client.id': `${o.plan.applicationId}-task` });
+    await producer.connect();
+    const partitions = await producer.partitionCount(o.plan.topic);
+    if (!partitions) throw new Error(`topic ${o.plan.topic} has no partitions`);
+    await ensureTopics(o.conn, [
+      ...this.executor.stateful.map((s) => ({ name: changelogTopic(o.plan.applicationId, s.storeName), partitions, config: { 'cleanup.policy': 'compact' } })),
+      ...[...this.topicSinks.values()].map((s) => ({ name: s.topic, partitions })),
+    ]);
+    for (const sink of this.windowSinks.values()) await sink.init(o.db, partitions);
+    if (needsProducer) this.producer = producer;
+    else await producer.disconnect();
+  }
+
   async run(): Promise<void> {
     const { o } = this;
     try {
+      await retry('preparing state and sinks', () => this.prepare(), o.log, o.signal);
       await retry('connecting to Kafka', () => this.source.connect(), o.log, o.signal);
     } catch (err) {
       if (err instanceof Aborted) return;
@@ -136,6 +194,7 @@ export class StreamTask {
       o.progress.stop();
       await o.relay.stop();
       await this.source.disconnect();
+      await this.producer?.disconnect();
     }
   }
 
@@ -151,59 +210,125 @@ export class StreamTask {
     const pending = this.pending;
     for (const m of messages) {
       const seen = this.lastSeen.get(m.partition);
-      if (m.topic !== o.topic || seen === undefined || m.offset <= seen) continue;
+      if (m.topic !== o.plan.topic || seen === undefined || m.offset <= seen) continue;
       this.lastSeen.set(m.partition, m.offset);
       pending.last.set(m.partition, m.offset);
       const rawKey = typeof m.key === 'string' ? Buffer.from(m.key) : (m.key ?? null);
       batch.push({
         topic: m.topic, partition: m.partition, offset: m.offset, timestamp: m.timestamp,
-        rawKey, key: rawKey === null ? null : rawKey.toString(), headers: m.headers, raw: m.value, value: undefined,
+        rawKey, key: rawKey === null ? null : rawKey.toString(), headers: m.headers, raw: m.value, value: m.value,
       });
     }
     if (!batch.length) return;
     if (pending.count === 0) pending.startedAt = Date.now();
     pending.count += batch.length;
-    o.metrics.consumed.inc({ topology: o.topology, topic: o.topic }, batch.length);
-    const ctx: StageContext = {
-      deadLetter: (r, reason, message) => pending.deadLetters.push(deadLetterOf(r, o.dlqTopic, reason, message)),
-    };
-    let out = batch;
-    for (const stage of o.stages) out = stage.process(out, ctx);
-    for (const r of out) pending.records.push(r as StreamRecord<CopyRow>);
+    o.metrics.consumed.inc({ topology: o.topology, topic: o.plan.topic }, batch.length);
+    const out = new Map<string, StreamRecord[]>();
+    this.executor.run(batch, this.ctx, out);
+    for (const [name, records] of out) {
+      let list = pending.outputs.get(name);
+      if (!list) pending.outputs.set(name, (list = []));
+      const copy = this.copySinks.get(name);
+      for (const r of records) {
+        if (copy) {
+          // Encode the COPY line now, while the previous flush is being written; a value COPY cannot carry is a dead letter.
+          try {
+            const values = copy.spec.row(r.value, r.key, r);
+            const keyAt = copy.spec.keyColumn === undefined ? -1 : copy.spec.columns.indexOf(copy.spec.keyColumn);
+            (r as StreamRecord<CopyRow>).value = { line: encodeCopyRow(values), key: keyAt < 0 ? undefined : String(values[keyAt]) };
+          } catch (err) {
+            this.ctx.deadLetter(r, (err as { code?: string }).code === 'COPY_UNENCODABLE' ? 'unencodable' : 'map-failed', errorMessage(err));
+            continue;
+          }
+        }
+        list.push(r);
+      }
+    }
   }
 
   private async startFlush(): Promise<void> {
     await this.settle();
     await this.source.settled();
-    const batch = this.pending;
+    const pending = this.pending;
     this.pending = new Pending();
-    if (!batch.count) return;
-    const offsets: OffsetMove[] = [...batch.last].map(([partition, last]) => ({
+    if (!pending.count) return;
+    const offsets: OffsetMove[] = [...pending.last].map(([partition, last]) => ({
       partition, expected: this.committed.get(partition) ?? -1, next: last + 1,
     }));
-    this.inflight = this.flush(batch, offsets);
+    // The state as of the end of this batch: cut now, since the next batch is processed while this one is written.
+    const changelog: Flush['changelog'] = [];
+    const closedThrough = new Map<number, number>();
+    for (const s of this.executor.stateful) {
+      const topic = changelogTopic(this.o.plan.applicationId, s.storeName);
+      for (const m of offsets) {
+        const entries = s.cut(m.partition, m.next);
+        if (entries.length) changelog.push({ topic, partition: m.partition, entries });
+        closedThrough.set(m.partition, Math.min(closedThrough.get(m.partition) ?? Infinity, s.closedThrough(m.partition)));
+      }
+    }
+    this.inflight = this.flush({ pending, offsets, changelog, closedThrough });
   }
 
-  private async flush(batch: Pending, offsets: OffsetMove[]): Promise<FlushOutcome> {
+  private async flush(f: Flush): Promise<FlushOutcome> {
     const { o } = this;
-    const end = o.metrics.flushDuration.startTimer({ topology: o.topology, table: o.table });
-    let result: FlushResult;
+    const end = o.metrics.flushDuration.startTimer({ topology: o.topology, table: this.tableLabel() });
+    const rejected: DeadLetter[] = [];
+    let written = 0;
     try {
-      result = await o.sink.flush({ topic: o.topic, rows: batch.records, deadLetters: batch.deadLetters, offsets });
+      // (1) Changelog and topic sinks first, acknowledged: the Postgres commit below is what makes them count.
+      if (this.producer) {
+        for (const c of f.changelog) {
+          for (const e of c.entries) {
+            await this.producer.produce({ topic: c.topic, partition: c.partition, key: e.key, value: e.value === null ? null : Buffer.from(JSON.stringify(e.value)) });
+          }
+        }
+        for (const [name, spec] of this.topicSinks) {
+          for (const r of f.pending.outputs.get(name) ?? []) {
+            const m = spec.serialize(r.value, r.key);
+            await this.producer.produce({ topic: spec.topic, key: m.key, value: m.value, headers: r.headers });
+          }
+        }
+        await this.producer.flush();
+      }
+      // (2) One transaction: fenced offsets, every Postgres sink, dead letters.
+      const conn = await o.db.connect();
+      let broken = false;
+      try {
+        await conn.none('BEGIN');
+        await advanceOffsets(conn, o.groupId, o.plan.topic, f.offsets);
+        for (const [name, { sink }] of this.copySinks) {
+          written += await sink.write(conn, (f.pending.outputs.get(name) ?? []) as StreamRecord<CopyRow>[], rejected);
+        }
+        for (const [name, sink] of this.windowSinks) {
+          written += await sink.write(conn, f.pending.outputs.get(name) ?? [], f.closedThrough);
+        }
+        await insertDeadLetters(conn, f.pending.deadLetters.length ? f.pending.deadLetters.concat(rejected) : rejected);
+        await conn.none('COMMIT');
+      } catch (err) {
+        broken = true;
+        await conn.none('ROLLBACK').catch(() => undefined);
+        throw err;
+      } finally {
+        conn.done(broken);
+      }
     } catch (error) {
-      return { ok: false, error, partitions: offsets.map((m) => m.partition) };
+      return { ok: false, error, partitions: f.offsets.map((m) => m.partition) };
     }
     end();
-    for (const m of offsets) if (this.committed.has(m.partition)) this.committed.set(m.partition, m.next);
-    o.metrics.rowsWritten.inc({ topology: o.topology, table: o.table }, result.written);
+    for (const m of f.offsets) if (this.committed.has(m.partition)) this.committed.set(m.partition, m.next);
+    o.metrics.rowsWritten.inc({ topology: o.topology, table: this.tableLabel() }, written);
     const byReason = new Map<string, number>();
-    for (const d of batch.deadLetters.concat(result.rejected)) byReason.set(d.reason, (byReason.get(d.reason) ?? 0) + 1);
+    for (const d of f.pending.deadLetters.concat(rejected)) byReason.set(d.reason, (byReason.get(d.reason) ?? 0) + 1);
     for (const [reason, n] of byReason) o.metrics.invalid.inc({ topology: o.topology, reason }, n);
-    o.progress.total += batch.count;
-    o.progress.invalid += batch.deadLetters.length + result.rejected.length;
-    this.source.commitForMonitoring(offsets.map((m) => ({ partition: m.partition, offset: m.next })));
+    o.progress.total += f.pending.count;
+    o.progress.invalid += f.pending.deadLetters.length + rejected.length;
+    this.source.commitForMonitoring(f.offsets.map((m) => ({ partition: m.partition, offset: m.next })));
     if (byReason.size) o.relay.poke();
     return { ok: true };
+  }
+
+  private tableLabel(): string {
+    return [...this.copySinks.values()].map((s) => s.label).concat([...this.windowSinks.values()].map((s) => s.table.replace(/"/g, ''))).join(',') || 'none';
   }
 
   /** Waits for the flush in flight; if it failed, rewinds its partitions to what Postgres holds. */
@@ -214,7 +339,7 @@ export class StreamTask {
     this.inflight = undefined;
     if (outcome.ok) return;
     const { o } = this;
-    o.metrics.flushRetries.inc({ topology: o.topology, table: o.table });
+    o.metrics.flushRetries.inc({ topology: o.topology, table: this.tableLabel() });
     o.log(`flush failed, rewinding partitions ${outcome.partitions.join(',')} to the offsets in Postgres: ${errorMessage(outcome.error)}`);
     await this.rewind(outcome.partitions);
   }
@@ -224,26 +349,40 @@ export class StreamTask {
     const owned = partitions.filter((p) => this.committed.has(p));
     this.pending.dropPartitions(new Set(partitions));
     if (!owned.length) return;
-    const stored = await retry('reading offsets from Postgres', () => loadOffsets(o.db, o.groupId, o.topic, owned), o.log, o.signal);
+    const stored = await retry('reading offsets from Postgres', () => loadOffsets(o.db, o.groupId, o.plan.topic, owned), o.log, o.signal);
+    await this.restoreState(owned, stored);
     for (const p of owned) {
       if (!this.committed.has(p)) continue; // revoked meanwhile
       const next = stored.get(p) ?? -1;
-      await retry(`seeking ${o.topic}[${p}] to ${next}`, () => this.source.seek(p, next), o.log, o.signal);
+      await retry(`seeking ${o.plan.topic}[${p}] to ${next}`, () => this.source.seek(p, next), o.log, o.signal);
       this.committed.set(p, next);
       this.lastSeen.set(p, next < 0 ? -1 : next - 1);
     }
   }
 
+  /** State stores of the partitions as of the offsets Postgres holds, from their changelogs. */
+  private async restoreState(partitions: number[], offsets: Map<number, number>): Promise<void> {
+    const { o } = this;
+    for (const s of this.executor.stateful) {
+      const topic = changelogTopic(o.plan.applicationId, s.storeName);
+      for (const p of partitions) {
+        const entries = await retry(`restoring ${topic}[${p}]`, () => readChangelog(o.conn, topic, p), o.log, o.signal);
+        s.restore(p, entries, offsets.get(p) ?? -1);
+      }
+    }
+  }
+
   private async onAssign(partitions: number[]): Promise<Map<number, number>> {
     const { o } = this;
-    const stored = await retry('reading offsets from Postgres', () => loadOffsets(o.db, o.groupId, o.topic, partitions), o.log, o.signal);
+    const stored = await retry('reading offsets from Postgres', () => loadOffsets(o.db, o.groupId, o.plan.topic, partitions), o.log, o.signal);
+    await this.restoreState(partitions, stored);
     for (const p of partitions) {
       const next = stored.get(p) ?? -1;
       this.committed.set(p, next);
       this.lastSeen.set(p, next < 0 ? -1 : next - 1);
     }
     this.lastActivity = Date.now();
-    o.log(`assigned ${o.topic} partitions [${partitions.join(',')}] at offsets [${partitions.map((p) => stored.get(p)).join(',')}] (from Postgres)`);
+    o.log(`assigned ${o.plan.topic} partitions [${partitions.join(',')}] at offsets [${partitions.map((p) => stored.get(p)).join(',')}] (from Postgres)`);
     return stored;
   }
 
@@ -254,6 +393,7 @@ export class StreamTask {
     for (const p of partitions) {
       this.committed.delete(p);
       this.lastSeen.delete(p);
+      for (const s of this.executor.stateful) s.drop(p);
     }
   }
 }

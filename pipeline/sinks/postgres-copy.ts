@@ -2,9 +2,8 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { from as copyFrom } from 'pg-copy-streams';
 import { copyChunks, encodeCopyRow, type CopyValue } from '../codec/copy-text.ts';
-import { isRowError, type Connection, type Database } from '../postgres/db.ts';
-import { insertDeadLetters, type DeadLetter } from '../postgres/dead-letters.ts';
-import { advanceOffsets, type OffsetMove } from '../postgres/offsets.ts';
+import { isRowError, type Connection } from '../postgres/db.ts';
+import type { DeadLetter } from '../postgres/dead-letters.ts';
 import { deadLetterOf, type StreamRecord } from '../records.ts';
 
 /** A row ready for COPY: its text line, and its primary key (for in-batch duplicate detection). */
@@ -17,24 +16,10 @@ export function copyRow(values: readonly CopyValue[], keyIndex: number | undefin
   return { line: encodeCopyRow(values), key: keyIndex === undefined ? undefined : String(values[keyIndex]) };
 }
 
-export interface FlushBatch {
-  topic: string;
-  rows: StreamRecord<CopyRow>[];
-  deadLetters: DeadLetter[];
-  offsets: OffsetMove[];
-}
-
-export interface FlushResult {
-  written: number;
-  rejected: DeadLetter[];
-}
-
 export interface PostgresCopySinkOptions {
-  db: Database;
   /** Quoted table name (see tableName()). */
   table: string;
   columns: string[];
-  groupId: string;
   dlqTopic: string;
   chunkBytes?: number;
 }
@@ -42,7 +27,7 @@ export interface PostgresCopySinkOptions {
 const UNIQUE_VIOLATION = '23505';
 
 /**
- * Writes one flush in one transaction: fenced offset update, COPY of the rows, dead letters, COMMIT.
+ * Appends rows with COPY, inside the transaction the runtime opened for a flush (see runtime/flush.ts).
  * A row Postgres rejects (a value out of range, a duplicate key) does not sink the batch: the COPY is retried on
  * halves inside savepoints until the bad rows stand alone, and those go to the dead letters with the database's
  * error. Within a batch, a second row with the same key is a duplicate: the first wins.
@@ -53,26 +38,13 @@ export class PostgresCopySink {
     this.copySql = `COPY ${o.table} (${o.columns.join(', ')}) FROM STDIN`;
   }
 
-  async flush(batch: FlushBatch): Promise<FlushResult> {
-    const conn = await this.o.db.connect();
-    let broken = false;
-    try {
-      await conn.none('BEGIN');
-      await advanceOffsets(conn, this.o.groupId, batch.topic, batch.offsets);
-      const rejected: DeadLetter[] = [];
-      const rows = this.dropInBatchDuplicates(batch.rows, rejected);
-      const beforeCopy = rejected.length;
-      await this.copyIsolating(conn, rows, rejected);
-      await insertDeadLetters(conn, batch.deadLetters.length ? batch.deadLetters.concat(rejected) : rejected);
-      await conn.none('COMMIT');
-      return { written: rows.length - (rejected.length - beforeCopy), rejected };
-    } catch (err) {
-      broken = true;
-      await conn.none('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      conn.done(broken);
-    }
+  /** Writes the rows; rejected ones are appended to rejected. Returns the number of rows written. */
+  async write(conn: Connection, batch: StreamRecord<CopyRow>[], rejected: DeadLetter[]): Promise<number> {
+    const before = rejected.length;
+    const rows = this.dropInBatchDuplicates(batch, rejected);
+    const duplicates = rejected.length - before;
+    await this.copyIsolating(conn, rows, rejected);
+    return rows.length - (rejected.length - before - duplicates);
   }
 
   private dropInBatchDuplicates(rows: StreamRecord<CopyRow>[], rejected: DeadLetter[]): StreamRecord<CopyRow>[] {

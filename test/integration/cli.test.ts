@@ -39,8 +39,18 @@ describe('the topology CLI', () => {
     const r = await runTopology(['orders-ingest', '--describe', '--topic', 't1', '--table', 'tbl'], { KAFKA_BROKERS: '127.0.0.1:1', DATABASE_URL: 'postgres://x:secret@127.0.0.1:1/db' });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /source\s+topic t1/);
-    assert.match(r.stdout, /Postgres table tbl/);
-    assert.match(r.stdout, /dlq\s+topic t1\.dlq/);
+    assert.match(r.stdout, /validate \(schemas\/order\.schema\.json\)/);
+    assert.match(r.stdout, /sink\s+Postgres table tbl/);
+    assert.match(r.stdout, /dead letters -> topic t1\.dlq/);
+    assert.doesNotMatch(r.stdout + r.stderr, /secret/, 'no secret in --describe output');
+  });
+
+  it('describes a topology as a Mermaid flowchart', async () => {
+    const r = await runTopology(['orders-ingest', '--describe=mermaid']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^flowchart LR\n/);
+    assert.match(r.stdout, /n0\[\/"topic orders"\/\]/);
+    assert.match(r.stdout, /n0 --> n1/);
   });
 
   it('serves /metrics, /healthz and /readyz while running', async () => {

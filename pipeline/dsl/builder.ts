@@ -1,0 +1,195 @@
+import type { CopyValue } from '../codec/copy-text.ts';
+import type { Stage, StreamRecord, Windowed } from '../records.ts';
+import { parseJson } from '../stages/parse-json.ts';
+import { filterStage, flatMapStage, mapStage, mapValuesStage, peekStage, selectKeyStage, timestampStage } from '../stages/stateless.ts';
+import { validate } from '../stages/validate.ts';
+import { SessionWindowAggregate, TimeWindowAggregate, type AggregateFns, type EmitMode } from '../stages/window-aggregate.ts';
+import type { Validator } from '../schema/validator.ts';
+import { describeWindows, type Windows } from '../windows/windows.ts';
+import type { Combine, PlanNode, SinkSpec, TopologyPlan } from './plan.ts';
+
+/**
+ * The DSL, in the spirit of Kafka Streams' StreamsBuilder / KStream: a typed chain of operators that records a plan.
+ * Nothing runs here; the runtime (or the test driver) runs the plan.
+ *
+ *   const b = new StreamsBuilder('orders-revenue');
+ *   b.stream('orders', { schema: validateOrder(), timestamp: (o) => Date.parse(o.ordered_at) })
+ *     .groupBy((o) => o.product)
+ *     .windowedBy(TimeWindows.tumbling(60_000, 10_000))
+ *     .aggregate(...)
+ *     .toPostgres(...);
+ */
+export class StreamsBuilder {
+  private root: PlanNode | undefined;
+  private ids = 0;
+
+  constructor(readonly applicationId: string) {}
+
+  /** @internal */
+  node(kind: PlanNode['kind'], label: string, extra: Partial<PlanNode> = {}): PlanNode {
+    return { id: `n${this.ids++}`, kind, label, children: [], ...extra };
+  }
+
+  /**
+   * The records of a topic. With a schema, values are parsed as JSON and validated (invalid ones become dead
+   * letters); with a timestamp extractor, event time comes from the value instead of the Kafka record timestamp.
+   */
+  stream<V = Buffer | null>(topic: string, options: { schema?: Validator<V>; schemaName?: string; timestamp?: (value: V) => number } = {}): KStream<string | null, V> {
+    if (this.root) throw new Error('a topology reads one source topic');
+    this.root = this.node('source', `topic ${topic}`, { sourceTopic: topic } as Partial<PlanNode>);
+    let tail = this.root;
+    const add = (label: string, stage: () => Stage) => {
+      const n = this.node('stage', label, { stage });
+      tail.children.push(n);
+      tail = n;
+    };
+    if (options.schema) {
+      const schema = options.schema;
+      add('parse-json', () => parseJson());
+      add(`validate (${options.schemaName ?? 'JSON Schema'})`, () => validate(schema));
+    }
+    if (options.timestamp) {
+      const extract = options.timestamp;
+      add('timestamp extractor (event time)', () => timestampStage<V>(extract));
+    }
+    return new KStream<string | null, V>(this, tail);
+  }
+
+  build(): TopologyPlan {
+    if (!this.root) throw new Error('the topology has no source: call stream(topic) first');
+    return { applicationId: this.applicationId, topic: (this.root as PlanNode & { sourceTopic: string }).sourceTopic, root: this.root };
+  }
+}
+
+export class KStream<K, V> {
+  constructor(private readonly b: StreamsBuilder, private readonly tail: PlanNode) {}
+
+  private then<K2, V2>(label: string, stage: () => Stage): KStream<K2, V2> {
+    const n = this.b.node('stage', label, { stage });
+    this.tail.children.push(n);
+    return new KStream<K2, V2>(this.b, n);
+  }
+
+  filter(pred: (value: V, key: K) => boolean, label = 'filter'): KStream<K, V> {
+    return this.then(label, () => filterStage(pred));
+  }
+
+  mapValues<O>(fn: (value: V, key: K) => O, label = 'mapValues'): KStream<K, O> {
+    return this.then(label, () => mapValuesStage(fn));
+  }
+
+  map<K2, O>(fn: (key: K, value: V) => { key: K2; value: O }, label = 'map'): KStream<K2, O> {
+    return this.then(label, () => mapStage(fn));
+  }
+
+  flatMap<K2, O>(fn: (key: K, value: V) => Iterable<{ key: K2; value: O }>, label = 'flatMap'): KStream<K2, O> {
+    return this.then(label, () => flatMapStage(fn));
+  }
+
+  selectKey<K2>(fn: (value: V, key: K) => K2, label = 'selectKey'): KStream<K2, V> {
+    return this.then(label, () => selectKeyStage(fn));
+  }
+
+  peek(fn: (value: V, key: K) => void, label = 'peek'): KStream<K, V> {
+    return this.then(label, () => peekStage(fn));
+  }
+
+  /** One stream per predicate: a record goes to the first whose predicate holds, or nowhere. */
+  branch(...predicates: ((value: V, key: K) => boolean)[]): KStream<K, V>[] {
+    const n = this.b.node('branch', `branch (${predicates.length} ways)`, { predicates: predicates as ((v: unknown, k: unknown) => boolean)[] });
+    this.tail.children.push(n);
+    return predicates.map((_, i) => {
+      const arm = this.b.node('stage', `branch ${i}`, { stage: () => ({ name: `branch-${i}`, process: (batch: StreamRecord[]) => batch }) });
+      n.children.push(arm);
+      return new KStream<K, V>(this.b, arm);
+    });
+  }
+
+  groupByKey(): KGroupedStream<K, V> {
+    return new KGroupedStream<K, V>(this.b, this.tail);
+  }
+
+  /**
+   * Groups by a new key. Unlike Kafka Streams there is no repartition topic: each partition aggregates its own
+   * records, and a Postgres window sink merges the partitions' results (see PostgresWindowSinkSpec).
+   */
+  groupBy<K2>(fn: (value: V, key: K) => K2, label = 'groupBy'): KGroupedStream<K2, V> {
+    return new KGroupedStream<K2, V>(this.b, this.then<K2, V>(label, () => selectKeyStage(fn)).tail);
+  }
+
+  toTopic(topic: string, serialize: (value: V, key: K) => { key: Buffer | string | null; value: Buffer | null } = jsonSerializer): void {
+    this.sink({ kind: 'topic', name: `to-${topic}`, topic, serialize: serialize as never });
+  }
+
+  /** Appends a row per record with COPY; rows and source offsets are committed in one transaction. */
+  toPostgres(spec: { table: string; columns: string[]; row: (value: V, key: K, record: StreamRecord<V>) => CopyValue[]; keyColumn?: string; createSql: string }): void {
+    this.sink({ kind: 'postgres', name: `to-${spec.table}`, ...spec, row: spec.row as never });
+  }
+
+  private sink(spec: SinkSpec): void {
+    const label = spec.kind === 'topic' ? `topic ${spec.topic}` : `Postgres table ${spec.table} (${spec.kind === 'postgres' ? 'COPY' : 'window upsert'})`;
+    this.tail.children.push(this.b.node('sink', label, { sink: spec }));
+  }
+}
+
+export class KGroupedStream<K, V> {
+  constructor(private readonly b: StreamsBuilder, private readonly tail: PlanNode) {}
+
+  windowedBy(windows: Windows): KWindowedStream<K, V> {
+    return new KWindowedStream<K, V>(this.b, this.tail, windows);
+  }
+}
+
+export class KWindowedStream<K, V> {
+  constructor(private readonly b: StreamsBuilder, private readonly tail: PlanNode, private readonly windows: Windows) {}
+
+  count(options: { store: string; emit?: EmitMode }): KWindowedTable<K, number> {
+    return this.aggregate(() => 0, (n) => n + 1, { ...options, merge: (a, b) => a + b });
+  }
+
+  reduce(fn: (a: V, b: V) => V, options: { store: string; emit?: EmitMode }): KWindowedTable<K, V> {
+    return this.aggregate<V | null>(() => null, (agg, v) => (agg === null ? v : fn(agg, v)), {
+      ...options, merge: (a, b) => (a === null ? b : b === null ? a : fn(a, b)),
+    }) as KWindowedTable<K, V>;
+  }
+
+  /** Emit-final (the default) suppresses results until the window closes; emit 'update' sends every change. */
+  aggregate<A>(init: () => A, add: (aggregate: A, value: V, key: K) => A,
+    options: { store: string; emit?: EmitMode; merge?: (a: A, b: A, key: K) => A }): KWindowedTable<K, A> {
+    const fns: AggregateFns<K, V, A> = { init, add, merge: options.merge };
+    const emit = options.emit ?? 'final';
+    const w = this.windows;
+    const stage = () => (w.kind === 'session'
+      ? new SessionWindowAggregate<K, V, A>('window-aggregate', options.store, w, fns, emit)
+      : new TimeWindowAggregate<K, V, A>('window-aggregate', options.store, w, fns, emit)) as unknown as Stage;
+    const n = this.b.node('stage', `aggregate over ${describeWindows(w)}, emit ${emit === 'final' ? 'final' : 'on update'}`, { stage, store: options.store });
+    this.tail.children.push(n);
+    return new KWindowedTable<K, A>(this.b, n, w);
+  }
+}
+
+/** The results of a windowed aggregation, keyed by Windowed<K>. */
+export class KWindowedTable<K, A> {
+  constructor(private readonly b: StreamsBuilder, private readonly tail: PlanNode, readonly windows: Windows) {}
+
+  toStream(): KStream<Windowed<K>, A> {
+    return new KStream<Windowed<K>, A>(this.b, this.tail);
+  }
+
+  /**
+   * Final window results into a table keyed by (windowStart, keyColumn), merged across partitions in Postgres and
+   * committed with the source offsets.
+   */
+  toPostgres(spec: {
+    table: string; windowStart: string; windowEnd: string; keyColumn: string; keyType: string;
+    columns: Record<string, { type: string; combine: Combine }>;
+    row: (key: Windowed<K>, aggregate: A) => Record<string, CopyValue>;
+  }): void {
+    const sink: SinkSpec = { kind: 'postgres-windows', name: `to-${spec.table}`, ...spec, row: spec.row as never };
+    this.tail.children.push(this.b.node('sink', `Postgres table ${spec.table} (final windows, merged across partitions)`, { sink }));
+  }
+}
+
+function jsonSerializer(value: unknown, key: unknown): { key: string | null; value: Buffer } {
+  return { key: key === null || key === undefined ? null : typeof key === 'string' ? key : JSON.stringify(key), value: Buffer.from(JSON.stringify(value)) };
+}

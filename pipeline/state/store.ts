@@ -1,0 +1,89 @@
+/**
+ * A key-value state store for one partition of one stateful stage, in memory, backed by a compacted changelog
+ * topic (`<application-id>-<store>-changelog`, partition = source partition).
+ *
+ * Consistency with Postgres, where the source offsets live: every changelog entry carries the source offset up to
+ * which its batch runs (o), the value before the batch (p) and after it (c). The runtime writes a batch's entries
+ * before the Postgres transaction that commits the batch, and the next batch's only after that commit, so at most
+ * one batch in the changelog can be uncommitted. Restoring with the offset Postgres holds then takes c from
+ * committed batches and p from the one that is not: the state is exactly that of the committed offset.
+ */
+export interface ChangelogEntry {
+  key: string;
+  /** null: a tombstone, written once the deletion is committed. */
+  value: { o: number; p: unknown; c: unknown } | null;
+}
+
+export class StateStore<V> {
+  private readonly data = new Map<string, V>();
+  /** Value at the last cut of every key changed since then (undefined = absent). */
+  private readonly before = new Map<string, V | undefined>();
+  /** Keys deleted in the batch cut last: tombstoned with the next cut, once that batch is committed. */
+  private deletedAtCut: string[] = [];
+
+  constructor(readonly name: string, readonly partition: number) {}
+
+  get(key: string): V | undefined {
+    return this.data.get(key);
+  }
+
+  put(key: string, value: V): void {
+    this.touch(key);
+    this.data.set(key, value);
+  }
+
+  delete(key: string): void {
+    this.touch(key);
+    this.data.delete(key);
+  }
+
+  entries(): IterableIterator<[string, V]> {
+    return this.data.entries();
+  }
+
+  get size(): number {
+    return this.data.size;
+  }
+
+  /** Aggregates may be changed in place, so the value before the batch is kept as a copy. */
+  private touch(key: string): void {
+    if (!this.before.has(key)) {
+      const v = this.data.get(key);
+      this.before.set(key, v === undefined ? undefined : (structuredClone(v) as V));
+    }
+  }
+
+  /**
+   * The changelog entries of everything changed since the last cut, tagged with the batch's next source offset.
+   * Values are deep-copied through JSON so later changes cannot alter them.
+   */
+  cut(nextOffset: number): ChangelogEntry[] {
+    const out: ChangelogEntry[] = this.deletedAtCut.filter((k) => !this.before.has(k)).map((key) => ({ key, value: null }));
+    this.deletedAtCut = [];
+    for (const [key, prev] of this.before) {
+      const cur = this.data.get(key);
+      out.push({ key, value: { o: nextOffset, p: copy(prev), c: copy(cur) } });
+      if (cur === undefined) this.deletedAtCut.push(key);
+    }
+    this.before.clear();
+    return out;
+  }
+
+  /** Rebuilds the state as of committedOffset (the next offset stored in Postgres; -1 for none) from a changelog. */
+  restore(entries: Iterable<ChangelogEntry>, committedOffset: number): void {
+    this.data.clear();
+    this.before.clear();
+    this.deletedAtCut = [];
+    const latest = new Map<string, ChangelogEntry['value']>();
+    for (const e of entries) latest.set(e.key, e.value);
+    for (const [key, v] of latest) {
+      if (v === null) continue;
+      const value = v.o <= committedOffset ? v.c : v.p;
+      if (value !== null && value !== undefined) this.data.set(key, value as V);
+    }
+  }
+}
+
+function copy(v: unknown): unknown {
+  return v === undefined ? null : JSON.parse(JSON.stringify(v));
+}

@@ -1,0 +1,56 @@
+import { ensureTopics } from '../pipeline/kafka/admin.ts';
+import type { TopologyPlan } from '../pipeline/dsl/plan.ts';
+import { DeadLetterRelay } from '../pipeline/postgres/dead-letters.ts';
+import { Progress } from '../pipeline/runtime/progress.ts';
+import { Aborted, retry } from '../pipeline/runtime/retry.ts';
+import { StreamTask } from '../pipeline/runtime/stream-task.ts';
+import type { OptionSpec, OptionValues } from '../pipeline/config/options.ts';
+import type { TopologyContext } from '../pipeline/topology.ts';
+
+/** The flags every topology that consumes a topic into Postgres takes. */
+export const consumerOptions = (defaults: { group: string; batch: number }): OptionSpec[] => [
+  { name: 'topic', type: 'string', default: 'orders', help: 'topic to produce to, or read from' },
+  { name: 'partitions', type: 'int', min: 1, max: 1000, default: 6, help: 'partitions of the topic when it is created' },
+  { name: 'dlq-topic', type: 'string', help: 'dead-letter topic (default: <topic>.dlq)' },
+  { name: 'group-id', type: 'string', default: defaults.group, help: 'consumer group, also the key of the offsets in Postgres' },
+  { name: 'batch-size', type: 'int', min: 1, max: 1_000_000, default: defaults.batch, help: 'records per flush (one transaction)' },
+  { name: 'batch-wait-ms', type: 'int', min: 1, max: 600_000, default: 500, help: 'longest time a record waits for its flush' },
+  { name: 'stop-when-idle', type: 'number', min: 0, help: 'exit 0 once everything read is committed and nothing new came for this many seconds' },
+];
+
+export const dlqTopicOf = (v: OptionValues) => (v['dlq-topic'] as string | undefined) ?? `${v.topic as string}.dlq`;
+
+/** Runs a plan on the runtime with the common flags: topics created, offsets in Postgres, dead letters relayed. */
+export async function runPlan(name: string, plan: TopologyPlan, ctx: TopologyContext, v: OptionValues): Promise<void> {
+  const dlqTopic = dlqTopicOf(v);
+  const partitions = v.partitions as number;
+  try {
+    await retry('creating topics', () => ensureTopics(ctx.kafka, [{ name: plan.topic, partitions }, { name: dlqTopic, partitions }]), ctx.log, ctx.signal);
+  } catch (err) {
+    if (err instanceof Aborted) return;
+    throw err;
+  }
+  const db = ctx.database();
+  const task = new StreamTask({
+    topology: name,
+    conn: ctx.kafka,
+    db,
+    plan,
+    groupId: v['group-id'] as string,
+    dlqTopic,
+    relay: new DeadLetterRelay(db, ctx.kafka, ctx.metrics, ctx.log),
+    batch: { maxRecords: v['batch-size'] as number, maxWaitMs: v['batch-wait-ms'] as number },
+    stopWhenIdleMs: v['stop-when-idle'] === undefined ? undefined : (v['stop-when-idle'] as number) * 1000,
+    metrics: ctx.metrics,
+    progress: new Progress(name, 'rec'),
+    log: ctx.log,
+    signal: ctx.signal,
+  });
+  const readiness = setInterval(() => ctx.setReady(task.ready), 500);
+  readiness.unref();
+  try {
+    await task.run();
+  } finally {
+    clearInterval(readiness);
+  }
+}
