@@ -4,6 +4,7 @@ import { KafkaProducer } from '../pipeline/kafka/producer.ts';
 import { Progress } from '../pipeline/runtime/progress.ts';
 import { retry, sleep } from '../pipeline/runtime/retry.ts';
 import type { Topology } from '../pipeline/topology.ts';
+import { ConfigError } from '../pipeline/errors.ts';
 
 const PRODUCTS = ['Laptop', 'Phone', 'Headphones', 'Monitor', 'Keyboard', 'Mouse', 'Webcam', 'Desk Lamp', 'Chair', 'Backpack',
   'Tablet', 'Charger', 'Speaker', 'Router', 'SSD 1TB', 'Coffee Grinder', 'Kettle', 'Notebook', 'Pen Set', 'Water Bottle'];
@@ -62,6 +63,21 @@ export interface GeneratedOrder {
   key: string;
   value: string;
   invalid: InvalidKind | undefined;
+  /** Deliberately older than the window and grace it belongs to (--late-ratio). */
+  late: boolean;
+}
+
+/**
+ * Event time of the generated orders. By default the wall clock; with eventTimeStart, simulated time that advances
+ * stepMs per record, so a fast run spans many windows. outOfOrderMs jitters each time back by up to that much;
+ * a lateRatio share is pushed back by lateByMs, past its window's grace period.
+ */
+export interface EventTimeOptions {
+  eventTimeStart?: number;
+  stepMs?: number;
+  outOfOrderMs?: number;
+  lateRatio?: number;
+  lateByMs?: number;
 }
 
 /** Makes the orders: valid ones per schemas/order.schema.json, and a share of deliberately invalid ones. */
@@ -69,19 +85,35 @@ export class OrderFactory {
   private readonly rand: () => number;
   private readonly ids = new UuidV7();
   private orderNumber = 0;
-  constructor(seed: number, private readonly invalidRatio: number) {
+  private simulated: number | undefined;
+  constructor(seed: number, private readonly invalidRatio: number, private readonly time: EventTimeOptions = {}) {
     this.rand = prng(seed);
+    this.simulated = time.eventTimeStart;
+  }
+
+  private eventTime(now: number): { at: number; late: boolean } {
+    const t = this.time;
+    let at = now;
+    if (this.simulated !== undefined) {
+      at = this.simulated;
+      this.simulated += t.stepMs ?? 1;
+    }
+    if (t.outOfOrderMs) at -= Math.floor(this.rand() * (t.outOfOrderMs + 1));
+    const late = t.lateRatio !== undefined && t.lateRatio > 0 && this.rand() < t.lateRatio;
+    if (late) at -= t.lateByMs ?? 120_000;
+    return { at, late };
   }
 
   next(now = Date.now()): GeneratedOrder {
     const r = this.rand;
+    const time = this.eventTime(now);
     const order = {
       order_id: this.ids.next(now),
       order_number: ++this.orderNumber,
       product: PRODUCTS[Math.floor(r() * PRODUCTS.length)],
       quantity: 1 + Math.floor(r() * 10),
       price: Math.floor(r() * 100_000 + 1) / 100,
-      ordered_at: new Date(now).toISOString(),
+      ordered_at: new Date(time.at).toISOString(),
     };
     const invalid = this.invalidRatio > 0 && r() < this.invalidRatio ? INVALID_KINDS[Math.floor(r() * INVALID_KINDS.length)] : undefined;
     let value: string;
@@ -104,7 +136,7 @@ export class OrderFactory {
         value = JSON.stringify({ ...order, quantity: -order.quantity });
         break;
     }
-    return { key: order.order_id, value, invalid };
+    return { key: order.order_id, value, invalid, late: time.late };
   }
 }
 
@@ -119,8 +151,16 @@ export const ordersGenerator: Topology = {
     { name: 'seed', type: 'int', help: 'seed for reproducible products, prices and invalid kinds (default: random)' },
     { name: 'topic', type: 'string', default: 'orders', help: 'topic to produce to, or read from' },
     { name: 'partitions', type: 'int', min: 1, max: 1000, default: 6, help: 'partitions of the topic when it is created' },
+    { name: 'event-time-start', type: 'string', help: 'simulated event time of the first order (ISO 8601); default: the wall clock' },
+    { name: 'event-time-step-ms', type: 'int', min: 0, default: 1, help: 'simulated event time advances this much per order (with --event-time-start)' },
+    { name: 'out-of-order-ms', type: 'int', min: 0, default: 0, help: 'jitter each event time back by up to this many ms' },
+    { name: 'late-ratio', type: 'number', min: 0, max: 1, default: 0, help: 'share of orders older than their window plus grace (late records)' },
+    { name: 'late-by-ms', type: 'int', min: 1, default: 120_000, help: 'how far back a late order is pushed' },
   ],
   validate(v) {
+    if (v['event-time-start'] !== undefined && !Number.isFinite(Date.parse(v['event-time-start'] as string))) {
+      throw new ConfigError(`--event-time-start: expected an ISO 8601 time such as 2026-01-01T00:00:00Z, got "${v['event-time-start']}"`);
+    }
     topicName(v.topic as string);
   },
   describe(v) {
@@ -147,7 +187,14 @@ export const ordersGenerator: Topology = {
       progress.total++;
     };
     progress.start();
-    const factory = new OrderFactory(seed, v['invalid-ratio'] as number);
+    const factory = new OrderFactory(seed, v['invalid-ratio'] as number, {
+      eventTimeStart: v['event-time-start'] === undefined ? undefined : Date.parse(v['event-time-start'] as string),
+      stepMs: v['event-time-step-ms'] as number,
+      outOfOrderMs: v['out-of-order-ms'] as number,
+      lateRatio: v['late-ratio'] as number,
+      lateByMs: v['late-by-ms'] as number,
+    });
+    let late = 0;
     const invalidByKind: Record<string, number> = {};
     let sent = 0;
     const startedAt = Date.now();
@@ -170,6 +217,7 @@ export const ordersGenerator: Topology = {
             await producer.produce(message);
           }
           sent++;
+          if (o.late) late++;
           if (o.invalid) {
             invalidByKind[o.invalid] = (invalidByKind[o.invalid] ?? 0) + 1;
             progress.invalid++;
@@ -189,7 +237,7 @@ export const ordersGenerator: Topology = {
     }
     const invalid = Object.values(invalidByKind).reduce((a, b) => a + b, 0);
     const kinds = Object.entries(invalidByKind).map(([k, n]) => `${k} ${n}`).join(', ');
-    ctx.log(`produced ${producer.delivered} records to ${topic} (valid ${sent - invalid}, invalid ${invalid}${kinds ? `: ${kinds}` : ''}), seed ${seed}`);
+    ctx.log(`produced ${producer.delivered} records to ${topic} (valid ${sent - invalid}, invalid ${invalid}${kinds ? `: ${kinds}` : ''}), late ${late}, seed ${seed}`);
     if (producer.failed) throw new Error(`${producer.failed} records were not acknowledged by Kafka`);
   },
 };
