@@ -104,8 +104,10 @@ function status(err: unknown): number | undefined {
 
 function registryError(what: string, err: unknown): PipelineError {
   const s = status(err);
-  // 4xx other than 408/429 is the registry refusing (bad schema, incompatible): waiting does not help.
-  const retriable = s === undefined || s >= 500 || s === 408 || s === 429;
+  // 4xx other than 408/429 is the registry refusing (bad schema, incompatible): waiting does not help. The HTTP
+  // client reports a refused or broken connection as status 400 too, so those are told apart by their message.
+  const network = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|socket hang up|timeout/i.test(errorMessage(err));
+  const retriable = network || s === undefined || s >= 500 || s === 408 || s === 429;
   return new PipelineError('SCHEMA_REGISTRY', `${what} failed: ${errorMessage(err)}`, { retriable, cause: err });
 }
 
