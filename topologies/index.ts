@@ -4,6 +4,7 @@ import { carsProducer } from './cars-producer.ts';
 import { ordersFile } from './orders-file.ts';
 import { ordersGenerator } from './orders-generator.ts';
 import { ordersIngest } from './orders-ingest.ts';
+import { ordersRevenue } from './orders-revenue.ts';
 
 /** Every runnable topology, by name. */
-export const topologies: Topology[] = [ordersGenerator, ordersIngest, carsProducer, carsConsumer, ordersFile];
+export const topologies: Topology[] = [ordersGenerator, ordersIngest, ordersRevenue, carsProducer, carsConsumer, ordersFile];

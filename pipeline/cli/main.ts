@@ -4,7 +4,7 @@
  * Configuration: flags over environment over defaults. A bad flag or value: one line on stderr, exit code 2.
  */
 import { topologies } from '../../topologies/index.ts';
-import { fromEnv, helpText, parseArgs, type OptionSpec } from '../config/options.ts';
+import { fromEnv, helpText, parseArgs, type OptionSpec, type OptionValues, type ParsedArgs } from '../config/options.ts';
 import { ConfigError, EnvironmentError, errorMessage } from '../errors.ts';
 import { kafkaConnection } from '../kafka/client-config.ts';
 import { ensureInfrastructure } from '../local/index.ts';
@@ -36,6 +36,13 @@ function usage(): string {
   ].join('\n');
 }
 
+/** The flags given on the command line, and this topology's own defaults for the rest. */
+function valuesFor(t: Topology, args: ParsedArgs): OptionValues {
+  const out: OptionValues = {};
+  for (const spec of [...GLOBAL, ...t.options]) out[spec.name] = args.given.has(spec.name) ? args.values[spec.name] : spec.default;
+  return out;
+}
+
 function mergedSpecs(list: Topology[]): OptionSpec[] {
   const seen = new Map<string, OptionSpec>();
   for (const t of list) for (const o of t.options) if (!seen.has(o.name)) seen.set(o.name, o);
@@ -64,9 +71,11 @@ async function main(argv: string[]): Promise<number> {
   const metricsPort = (args.values['metrics-port'] as number | undefined) ?? (fromEnv(metricsPortSpec, process.env, 'METRICS_PORT') as number | undefined) ?? 9464;
   const metricsHost = (args.values['metrics-host'] as string | undefined) ?? process.env.METRICS_HOST ?? '127.0.0.1';
 
-  for (const t of selected) t.validate?.(args.values);
+  // Each topology gets its own defaults (two topologies in one process must not share, say, a consumer group).
+  const valuesOf = new Map(selected.map((t) => [t, valuesFor(t, args)]));
+  for (const t of selected) t.validate?.(valuesOf.get(t)!);
   if (args.values.describe) {
-    process.stdout.write(`${selected.map((t) => t.describe(args.values)).join('\n\n')}\n`);
+    process.stdout.write(`${selected.map((t) => t.describe(valuesOf.get(t)!)).join('\n\n')}\n`);
     return 0;
   }
 
@@ -107,7 +116,7 @@ async function main(argv: string[]): Promise<number> {
     log: (line) => log(`[${t.name}] ${line}`),
     signal: controller.signal,
     setReady: (r) => ready.set(t.name, r),
-  }, args.values)));
+  }, valuesOf.get(t)!)));
   await closeDatabases();
   let code = 0;
   results.forEach((r, i) => {

@@ -1,0 +1,80 @@
+import { StreamsBuilder } from '../pipeline/dsl/builder.ts';
+import { describeMermaid, describeText, type TopologyPlan } from '../pipeline/dsl/plan.ts';
+import { topicName } from '../pipeline/kafka/admin.ts';
+import { tableName } from '../pipeline/postgres/db.ts';
+import { validateOrder, type Order } from '../pipeline/schema/validator.ts';
+import type { Topology } from '../pipeline/topology.ts';
+import { TimeWindows } from '../pipeline/windows/windows.ts';
+import { consumerOptions, dlqTopicOf, runPlan } from './run-plan.ts';
+
+/** Money in integer cents: a price has at most two decimals (the schema decides that exactly), so this is exact. */
+export const toCents = (price: number): number => Math.round(price * 100);
+
+export function centsToDecimal(cents: number): string {
+  const sign = cents < 0 ? '-' : '';
+  const abs = Math.abs(cents);
+  return `${sign}${Math.floor(abs / 100)}.${String(abs % 100).padStart(2, '0')}`;
+}
+
+export interface Revenue {
+  orders: number;
+  quantity: number;
+  cents: number;
+}
+
+/**
+ * Revenue per product per minute: one-minute tumbling windows on event time (ordered_at) with a grace period,
+ * emitted when final into orders_revenue_1m.
+ */
+export function ordersRevenuePlan(o: { topic: string; table: string; graceMs: number; windowMs?: number; applicationId?: string }): TopologyPlan {
+  const b = new StreamsBuilder(o.applicationId ?? 'orders-revenue');
+  b.stream<Order>(o.topic, { schema: validateOrder(), schemaName: 'schemas/order.schema.json', timestamp: (order) => Date.parse(order.ordered_at) })
+    .groupBy((order) => order.product, 'groupBy product')
+    .windowedBy(TimeWindows.tumbling(o.windowMs ?? 60_000, o.graceMs))
+    .aggregate<Revenue>(
+      () => ({ orders: 0, quantity: 0, cents: 0 }),
+      (a, order) => {
+        a.orders += 1;
+        a.quantity += order.quantity;
+        a.cents += toCents(order.price) * order.quantity;
+        return a;
+      },
+      { store: 'revenue-store' },
+    )
+    .toPostgres({
+      table: o.table,
+      windowStart: 'window_start',
+      windowEnd: 'window_end',
+      keyColumn: 'product',
+      keyType: 'text',
+      columns: {
+        orders: { type: 'bigint', combine: 'sum' },
+        quantity: { type: 'bigint', combine: 'sum' },
+        revenue: { type: 'numeric(18,2)', combine: 'sum' },
+      },
+      row: (_w, a) => ({ orders: a.orders, quantity: a.quantity, revenue: centsToDecimal(a.cents) }),
+    });
+  return b.build();
+}
+
+const plan = (v: Record<string, unknown>) =>
+  ordersRevenuePlan({ topic: v.topic as string, table: v.table as string, graceMs: (v.grace as number) * 1000, applicationId: v['group-id'] as string });
+
+export const ordersRevenue: Topology = {
+  name: 'orders-revenue',
+  description: 'Revenue per product per minute (tumbling event-time windows, grace, emit-final) into orders_revenue_1m, exactly once.',
+  uses: { kafka: true, postgres: true },
+  options: [
+    ...consumerOptions({ group: 'orders-revenue', batch: 10_000 }),
+    { name: 'table', type: 'string', default: 'orders_revenue_1m', help: 'Postgres table the window results go to' },
+    { name: 'grace', type: 'number', min: 0, default: 10, help: 'grace period in seconds: how late a record may come for its window' },
+  ],
+  validate(v) {
+    topicName(v.topic as string);
+    topicName(dlqTopicOf(v), '--dlq-topic');
+    tableName(v.table as string);
+    tableName(`${v.table as string}_partials`);
+  },
+  describe: (v) => (v.describe === 'mermaid' ? describeMermaid(plan(v), dlqTopicOf(v)) : describeText(plan(v), dlqTopicOf(v))),
+  run: (ctx, v) => runPlan('orders-revenue', plan(v), ctx, v),
+};
