@@ -3,6 +3,8 @@ import { ensureTopics, topicName } from '../pipeline/kafka/admin.ts';
 import { KafkaProducer } from '../pipeline/kafka/producer.ts';
 import { Progress } from '../pipeline/runtime/progress.ts';
 import { retry, sleep } from '../pipeline/runtime/retry.ts';
+import { registryFromEnv, valueSerializer } from '../pipeline/schema/registry.ts';
+import { orderSchema } from '../pipeline/schema/validator.ts';
 import type { Topology } from '../pipeline/topology.ts';
 import { ConfigError } from '../pipeline/errors.ts';
 
@@ -177,6 +179,9 @@ export const ordersGenerator: Topology = {
     const seed = (v.seed as number | undefined) ?? crypto.randomInt(2 ** 31);
     await retry('creating topics', () => ensureTopics(ctx.kafka, [{ name: topic, partitions: v.partitions as number }]), ctx.log, ctx.signal).catch(() => undefined);
     if (ctx.signal.aborted) return;
+    // With SCHEMA_REGISTRY_URL: the order schema registered as <topic>-value, every value in the Confluent wire format.
+    const serializer = await retry('registering the order schema', () => valueSerializer(topic, orderSchema(), registryFromEnv()), ctx.log, ctx.signal).catch(() => undefined);
+    if (!serializer) return;
     const producer = new KafkaProducer(ctx.kafka, { 'client.id': 'orders-generator' });
     await retry('connecting to Kafka', () => producer.connect(), ctx.log, ctx.signal).catch(() => undefined);
     if (ctx.signal.aborted) return;
@@ -211,7 +216,7 @@ export const ordersGenerator: Topology = {
         const now = Date.now();
         for (let i = 0; i < allowed; i++) {
           const o = factory.next(now);
-          const message = { topic, key: o.key, value: Buffer.from(o.value), timestamp: now };
+          const message = { topic, key: o.key, value: serializer.encode(o.value), timestamp: now };
           if (!producer.tryProduce(message)) {
             await producer.waitForRoom();
             await producer.produce(message);

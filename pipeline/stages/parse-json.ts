@@ -1,9 +1,12 @@
 import { isUtf8 } from 'node:buffer';
 import type { Stage, StreamRecord } from '../records.ts';
+import { decodeWireFormat } from '../schema/wire-format.ts';
 
 /**
  * Bytes to JSON. Rejects tombstones (null values), bytes that are not UTF-8 (decoding would silently put U+FFFD
- * in their place) and text that is not JSON, each with its own reason.
+ * in their place) and text that is not JSON, each with its own reason. A value in the Confluent wire format
+ * (magic byte 0 and a schema id before the JSON, as producers write with SCHEMA_REGISTRY_URL set) is read from
+ * its JSON part; it cannot be mistaken for plain JSON, which never starts with byte 0.
  */
 export function parseJson(): Stage<unknown, unknown> {
   return {
@@ -11,7 +14,8 @@ export function parseJson(): Stage<unknown, unknown> {
     process(batch, ctx) {
       const out: StreamRecord[] = [];
       for (const r of batch) {
-        const raw = r.raw;
+        let raw = r.raw;
+        if (raw !== null) raw = decodeWireFormat(raw)?.payload ?? raw;
         if (raw === null) {
           ctx.deadLetter(r, 'tombstone', 'the message has no value (tombstone)');
           continue;

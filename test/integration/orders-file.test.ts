@@ -4,6 +4,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { projectRoot } from '../../pipeline/local/paths.ts';
+import { decodeWireFormat } from '../../pipeline/schema/wire-format.ts';
+import { startRegistryStub } from '../helpers/schema-registry.ts';
 import { db, dropAll, header, readTopic, runTopology, startTopology, unique, waitUntil } from '../helpers/infra.ts';
 
 const SAMPLE_CSV = path.join(projectRoot, 'data/orders-sample.csv');
@@ -98,6 +100,24 @@ describe('orders-file on real Kafka and Postgres', () => {
     for (const m of sent) assert.equal(m.key!.toString(), (JSON.parse(m.value!.toString()) as { order_id: string }).order_id);
     assert.equal((await readTopic(n.dlq)).length, 4);
     assert.equal((await rowCount(n.table)).rows, 0, 'nothing written to Postgres');
+  });
+
+  it('--to-topic with a schema registry (a stub of the documented REST API) writes the wire format, and orders-ingest loads it', async () => {
+    const n = fresh();
+    const stub = await startRegistryStub();
+    try {
+      const r = await runTopology(args(n, SAMPLE_CSV, '--to-topic', '--topic', n.topic), { SCHEMA_REGISTRY_URL: stub.url });
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(stub.requests.includes(`POST /subjects/${n.topic}-value/versions`));
+      const sent = await readTopic(n.topic);
+      assert.deepEqual([...new Set(sent.map((m) => decodeWireFormat(m.value!)?.schemaId))], [1]);
+      const ingest = await runTopology(['orders-ingest', '--topic', n.topic, '--table', n.table, '--group-id', n.group, '--dlq-topic', n.dlq,
+        '--partitions', '1', '--stop-when-idle', '2'], { SCHEMA_REGISTRY_URL: stub.url });
+      assert.equal(ingest.code, 0, ingest.stderr);
+      assert.deepEqual(await rowCount(n.table), { rows: 116, distinct: 116 });
+    } finally {
+      await stub.close();
+    }
   });
 
   it('--loop replays the file with fresh order ids and numbers, at --rate, until SIGINT', async () => {
