@@ -122,6 +122,7 @@ async function main(argv: string[]): Promise<number> {
   results.forEach((r, i) => {
     if (r.status === 'rejected') {
       log(`[${selected[i].name}] failed: ${errorMessage(r.reason)}`);
+      if (process.env.PIPELINE_DEBUG && r.reason instanceof Error) log(r.reason.stack ?? "");
       code = r.reason instanceof ConfigError ? 2 : 1;
     }
   });

@@ -48,7 +48,8 @@ export class PlanExecutor {
       node.children.forEach((c, i) => this.visit(c, arms[i], ctx, out));
       return;
     }
-    // Stages change records in place, so every child after the first gets copies of its own.
-    node.children.forEach((c, i) => this.visit(c, i === 0 ? result : result.map((r) => ({ ...r })), ctx, out));
+    // Stages change records in place, so every child after the first gets copies of its own, made before any runs.
+    const inputs = node.children.map((_, i) => (i === 0 ? result : result.map((r) => ({ ...r }))));
+    node.children.forEach((c, i) => this.visit(c, inputs[i], ctx, out));
   }
 }

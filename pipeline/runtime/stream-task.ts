@@ -90,6 +90,8 @@ export class StreamTask {
   private pending = new Pending();
   private inflight: Promise<FlushOutcome> | undefined;
   private lastActivity = Date.now();
+  private connectedAt = 0;
+  private assignedOnce = false;
   private readonly ctx: StageContext;
   ready = false;
 
@@ -160,6 +162,7 @@ export class StreamTask {
       throw err;
     }
     this.ready = true;
+    this.connectedAt = this.lastActivity = Date.now();
     o.relay.start();
     o.progress.start();
     try {
@@ -198,10 +201,16 @@ export class StreamTask {
     }
   }
 
-  /** Everything read is committed and nothing new came for stopWhenIdleMs. */
+  /**
+   * Everything read is committed and nothing new came for stopWhenIdleMs. Joining the group can take longer than
+   * that (the group waits for a killed member's session to time out), so the wait starts at the first assignment,
+   * or 60 s after connecting for an instance that gets no partitions.
+   */
   private idle(): boolean {
     const ms = this.o.stopWhenIdleMs;
-    return ms !== undefined && this.pending.count === 0 && this.inflight === undefined && Date.now() - this.lastActivity >= ms;
+    if (ms === undefined || this.pending.count > 0 || this.inflight !== undefined) return false;
+    if (!this.assignedOnce && Date.now() - this.connectedAt < 60_000) return false;
+    return Date.now() - this.lastActivity >= ms;
   }
 
   private accept(messages: Kafka.Message[]): void {
@@ -279,7 +288,7 @@ export class StreamTask {
       if (this.producer) {
         for (const c of f.changelog) {
           for (const e of c.entries) {
-            await this.producer.produce({ topic: c.topic, partition: c.partition, key: e.key, value: e.value === null ? null : Buffer.from(JSON.stringify(e.value)) });
+            await this.producer.produce({ topic: c.topic, partition: c.partition, key: Buffer.from(e.key), value: e.value === null ? null : Buffer.from(JSON.stringify(e.value)) });
           }
         }
         for (const [name, spec] of this.topicSinks) {
@@ -382,6 +391,7 @@ export class StreamTask {
       this.lastSeen.set(p, next < 0 ? -1 : next - 1);
     }
     this.lastActivity = Date.now();
+    this.assignedOnce = true;
     o.log(`assigned ${o.plan.topic} partitions [${partitions.join(',')}] at offsets [${partitions.map((p) => stored.get(p)).join(',')}] (from Postgres)`);
     return stored;
   }

@@ -11,7 +11,8 @@ export interface AggregateFns<K, V, A> {
   merge?: (a: A, b: A, key: K) => A;
 }
 
-const STREAM_TIME = '\u0000stream-time';
+// Not JSON, so it can never equal a window key (those are JSON arrays).
+const STREAM_TIME = '#stream-time';
 
 /**
  * Per-partition window state and stream time, shared by the time-window and session-window stages. Stream time is

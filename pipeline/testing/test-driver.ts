@@ -85,11 +85,14 @@ export class TopologyTestDriver {
     return new Map(store.entries());
   }
 
-  /** Commits what was piped so far: changelog entries are cut, as the runtime does before a Postgres commit. */
-  commit(): void {
+  /**
+   * Commits what was piped so far: changelog entries are cut and written, then the offsets committed, as the
+   * runtime does. crashBeforeCommit writes the changelog but not the offsets: a crash between the two.
+   */
+  commit(options: { crashBeforeCommit?: boolean } = {}): void {
     for (const [p, next] of this.nextOffset) {
       for (const s of this.executor.stateful) this.changelog(s.storeName, p).push(...s.cut(p, next));
-      this.committed.set(p, next);
+      if (!options.crashBeforeCommit) this.committed.set(p, next);
     }
   }
 
