@@ -15,19 +15,12 @@ import { orderSchema, validateOrder, type Order } from '../pipeline/schema/valid
 import { copyRow, PostgresCopySink, type CopyRow } from '../pipeline/sinks/postgres-copy.ts';
 import { countLines, formatOf, numericProperties, readFileRecords, type FileFormat } from '../pipeline/sources/file-records.ts';
 import type { Topology } from '../pipeline/topology.ts';
+import { ORDER_COLUMNS, ORDERS_TABLE_SQL } from './orders-ingest.ts';
 
 /** The orders_data table, the same shape orders-ingest writes (created when missing). */
-const ORDER_COLUMNS = ['order_id', 'order_number', 'product', 'quantity', 'price', 'ordered_at'];
 async function ensureOrdersTable(db: Database, table: string): Promise<void> {
   await withSetupLock(db, async (t) => {
-    await t.none(`CREATE TABLE IF NOT EXISTS ${table} (
-      order_id uuid PRIMARY KEY,
-      order_number bigint NOT NULL,
-      product text NOT NULL,
-      quantity integer NOT NULL,
-      price numeric(12,2) NOT NULL,
-      ordered_at timestamptz NOT NULL,
-      ingested_at timestamptz NOT NULL DEFAULT now())`);
+    await t.none(ORDERS_TABLE_SQL.replace('$TABLE', table));
   });
 }
 const orderToRow = (o: Order): CopyRow => copyRow([o.order_id, o.order_number, o.product, o.quantity, o.price, o.ordered_at], 0);
