@@ -1,0 +1,317 @@
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { from as copyFrom } from 'pg-copy-streams';
+import { deleteTopics } from '../pipeline/kafka/admin.ts';
+import { tableName, pgp, type Database } from '../pipeline/postgres/db.ts';
+import { validateOrder, type Order } from '../pipeline/schema/validator.ts';
+import { KafkaSource } from '../pipeline/sources/kafka-source.ts';
+import type { KafkaConnection } from '../pipeline/kafka/client-config.ts';
+import { num, parseFlags } from './lib/args.ts';
+import { histogramQuantile, metricSum, runTopology, sampleAt } from './lib/child.ts';
+import { benchEnv, fresh, log, machine, type BenchEnv } from './lib/env.ts';
+import { cpuDelta, infraCpu, type InfraCpu } from './lib/infra-cpu.ts';
+import { createOrdersTable, ORDER_COLUMNS, prefillOrders } from './lib/orders.ts';
+import { fmtInt, fmtMb, fmtMs, fmtRatio, printTable, writeBarChart, writeJson, type Row } from './lib/report.ts';
+
+const FLAGS = {
+  quick: 'bool', count: 'number', partitions: 'number', 'batch-size': 'number', 'invalid-ratio': 'number', seed: 'number',
+  'insert-rows': 'number', 'skip-baseline': 'bool', 'cpu-prof': 'string', keep: 'bool', echo: 'bool', ingest: 'string',
+} as const;
+
+export const ingestHelp = `ingest [--count N (1000000; --quick: 100000)] [--partitions 6] [--batch-size 10000] [--invalid-ratio 0]
+       [--seed 7] [--insert-rows 1000] [--skip-baseline] [--cpu-prof DIR] [--keep] [--echo] [--ingest "extra flags"]`;
+
+interface Phase {
+  records: number;
+  seconds: number;
+  cpuSeconds?: number;
+  infra: InfraCpu;
+}
+
+const rate = (p: Phase) => p.records / p.seconds;
+
+async function checkpoint(db: Database): Promise<void> {
+  await db.none('CHECKPOINT');
+}
+
+/** Ceiling A: the pipeline's own KafkaSource (same librdkafka settings), reading and dropping every record. */
+async function kafkaCeiling(env: BenchEnv, topic: string, count: number): Promise<Phase> {
+  let started = 0;
+  const source = new KafkaSource(env.kafka, topic, fresh('bench_ceiling_a'), {
+    onAssign: async () => {
+      started ||= performance.now();
+      return new Map();
+    },
+    onRevoke: async () => undefined,
+  });
+  await source.connect();
+  let n = 0;
+  let bytes = 0;
+  let cpu0 = process.cpuUsage();
+  let infra0 = await infraCpu();
+  try {
+    while (n < count) {
+      const batch = await source.poll(2000);
+      if (n === 0 && batch.length) {
+        cpu0 = process.cpuUsage();
+        infra0 = await infraCpu();
+      }
+      n += batch.length;
+      for (const m of batch) bytes += m.value?.length ?? 0;
+    }
+  } finally {
+    const end = performance.now();
+    const cpu = process.cpuUsage(cpu0);
+    const infra = cpuDelta(infra0, await infraCpu());
+    await source.disconnect();
+    // eslint-disable-next-line no-unsafe-finally
+    return { records: n, seconds: (end - started) / 1000, cpuSeconds: (cpu.user + cpu.system) / 1e6, infra };
+  }
+}
+
+/** Ceiling B: the same rows' COPY text from memory, one COPY and one transaction per batch, one connection. */
+async function copyCeiling(db: Database, table: string, batches: string[]): Promise<Phase> {
+  await createOrdersTable(db, table);
+  const conn = await db.connect();
+  try {
+    const sql = `COPY ${table} (${ORDER_COLUMNS.join(', ')}) FROM STDIN`;
+    let records = 0;
+    for (const b of batches) records += b.split('\n').length - 1;
+    const infra0 = await infraCpu();
+    const started = performance.now();
+    for (const text of batches) {
+      await conn.none('BEGIN');
+      const stream = (conn.client as unknown as { query(q: unknown): NodeJS.WritableStream }).query(copyFrom(sql));
+      const buf = Buffer.from(text, 'utf8');
+      const chunks: Buffer[] = [];
+      for (let i = 0; i < buf.length; i += 1 << 16) chunks.push(buf.subarray(i, i + (1 << 16)));
+      await pipeline(Readable.from(chunks), stream);
+      await conn.none('COMMIT');
+    }
+    const seconds = (performance.now() - started) / 1000;
+    return { records, seconds, infra: cpuDelta(infra0, await infraCpu()) };
+  } finally {
+    conn.done();
+  }
+}
+
+/**
+ * Baseline: what a hand-written consumer does. The same KafkaSource, JSON.parse, the same ajv validator,
+ * multi-row INSERT statements of insertRows rows, one transaction per batch, then a Kafka commit. No overlap.
+ */
+async function insertBaseline(kafka: KafkaConnection, db: Database, topic: string, table: string, o: { count: number; batch: number; insertRows: number }): Promise<Phase> {
+  await createOrdersTable(db, table);
+  const cs = new pgp.helpers.ColumnSet(ORDER_COLUMNS, { table: new pgp.helpers.TableName({ table: table.replace(/"/g, '') }) });
+  const valid = validateOrder();
+  let started = 0;
+  const source = new KafkaSource(kafka, topic, fresh('bench_baseline'), {
+    onAssign: async () => {
+      started ||= performance.now();
+      return new Map();
+    },
+    onRevoke: async () => undefined,
+  });
+  await source.connect();
+  let n = 0;
+  let pending: Order[] = [];
+  let last = new Map<number, number>();
+  let cpu0 = process.cpuUsage();
+  let infra0 = await infraCpu();
+  const write = async () => {
+    const rows = pending;
+    pending = [];
+    await db.tx(async (t) => {
+      for (let i = 0; i < rows.length; i += o.insertRows) await t.none(pgp.helpers.insert(rows.slice(i, i + o.insertRows), cs));
+    });
+    source.commitForMonitoring([...last].map(([partition, offset]) => ({ partition, offset: offset + 1 })));
+    last = new Map();
+  };
+  while (n < o.count) {
+    const batch = await source.poll(2000);
+    if (n === 0 && batch.length) {
+      cpu0 = process.cpuUsage();
+      infra0 = await infraCpu();
+    }
+    for (const m of batch) {
+      n++;
+      last.set(m.partition, m.offset);
+      try {
+        const v = JSON.parse(m.value!.toString('utf8')) as unknown;
+        if (valid(v)) pending.push(v);
+      } catch { /* a hand-written consumer would log and skip it */ }
+    }
+    if (pending.length >= o.batch || n >= o.count) await write();
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  const infra = cpuDelta(infra0, await infraCpu());
+  await source.disconnect();
+  return { records: n, seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, infra };
+}
+
+interface IngestResult extends Phase {
+  peakRss: number;
+  steadyRss: number;
+  flushP50: number;
+  flushP99: number;
+  flushes: number;
+  totalCpuSeconds: number;
+  rows: number;
+  exitCode: number;
+}
+
+/** The real orders-ingest topology as a child process, timed from partition assignment to the last committed row. */
+async function ingestRun(env: BenchEnv, topic: string, table: string, o: { count: number; batch: number; partitions: number; cpuProf?: string; echo: boolean; extra: string[] }): Promise<IngestResult> {
+  const group = fresh('bench_ingest');
+  let doneAt = 0;
+  let infraEnd: InfraCpu | undefined;
+  let ending = false;
+  const run = await runTopology({
+    env: env.childEnv,
+    args: ['orders-ingest', '--stop-when-idle', '2', '--topic', topic, '--table', table, '--group-id', group,
+      '--batch-size', String(o.batch), '--partitions', String(o.partitions), ...o.extra],
+    extraNodeArgs: o.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProf}`] : [],
+    marks: { assigned: /assigned .* partitions/ },
+    echo: o.echo,
+    onSample: (r, text) => {
+      if (doneAt || ending || !text) return;
+      const handled = metricSum(text, 'pipeline_sink_rows_written_total') + metricSum(text, 'pipeline_records_invalid_total');
+      if (handled >= o.count) {
+        doneAt = performance.now();
+        ending = true;
+        void infraCpu().then((c) => { infraEnd = c; });
+      }
+    },
+  });
+  let infra0: InfraCpu = {};
+  let exited = false;
+  void run.exited.then(() => { exited = true; });
+  const waitAssigned = (async () => {
+    while (!run.marks.has('assigned') && !exited) await new Promise((r) => setTimeout(r, 20));
+    infra0 = await infraCpu();
+  })();
+  const code = await run.exited;
+  await waitAssigned.catch(() => undefined);
+  const start = run.marks.get('assigned');
+  if (code !== 0 || start === undefined || !doneAt) {
+    throw new Error(`orders-ingest exited with ${code} before committing ${o.count} records:\n${run.stderr.slice(-20).join('\n')}`);
+  }
+  const s0 = sampleAt(run.samples, start)!;
+  const s1 = sampleAt(run.samples, doneAt)!;
+  const window = run.samples.filter((s) => s.at >= start && s.at <= doneAt).map((s) => s.rssBytes).sort((a, b) => a - b);
+  const rows = Number((await env.db.one(`SELECT count(*) AS n FROM ${tableName(table)}`)).n);
+  return {
+    records: o.count, seconds: (doneAt - start) / 1000, cpuSeconds: s1.cpuSeconds - s0.cpuSeconds,
+    infra: infraEnd ? cpuDelta(infra0, infraEnd) : {},
+    peakRss: Math.max(...run.samples.map((s) => s.hwmBytes)),
+    steadyRss: window.length ? window[Math.floor(window.length / 2)] : NaN,
+    flushP50: histogramQuantile(run.lastMetrics, 'pipeline_sink_flush_duration_seconds', 0.5),
+    flushP99: histogramQuantile(run.lastMetrics, 'pipeline_sink_flush_duration_seconds', 0.99),
+    flushes: metricSum(run.lastMetrics, 'pipeline_sink_flush_duration_seconds_count'),
+    totalCpuSeconds: run.samples.at(-1)!.cpuSeconds,
+    rows, exitCode: code,
+  };
+}
+
+function perMillion(p: Phase, s: number | undefined): number {
+  return s === undefined ? NaN : (s / p.records) * 1e6;
+}
+
+export async function ingestBench(argv: string[]): Promise<void> {
+  const f = parseFlags(argv, FLAGS);
+  const quick = f.quick === true;
+  const count = num(f, 'count', quick ? 100_000 : 1_000_000);
+  const partitions = num(f, 'partitions', 6);
+  const batch = num(f, 'batch-size', 10_000);
+  const invalidRatio = num(f, 'invalid-ratio', 0);
+  const seed = num(f, 'seed', 7);
+  const insertRows = num(f, 'insert-rows', 1000);
+  const env = await benchEnv();
+  const topic = fresh('bench_orders');
+  const names = { ceiling: fresh('bench_copy'), ingest: fresh('bench_ingest'), baseline: fresh('bench_insert') };
+  const tables = { ceiling: tableName(names.ceiling), ingest: tableName(names.ingest), baseline: tableName(names.baseline) };
+  log(`ingest benchmark: ${count} records, ${partitions} partitions, batch ${batch}, topic ${topic}`);
+  try {
+    const pre = await prefillOrders(env.kafka, topic, { count, partitions, invalidRatio, seed, batch });
+    log(`pre-filled ${pre.produced} records (${pre.valid} valid) in ${pre.seconds.toFixed(1)} s`);
+
+    await checkpoint(env.db);
+    log('ceiling A: KafkaSource reading only');
+    const a = await kafkaCeiling(env, topic, count);
+    log(`  ${fmtInt(rate(a))} records/s`);
+
+    await checkpoint(env.db);
+    log('ceiling B: COPY from memory, one connection, one transaction per batch');
+    const b = await copyCeiling(env.db, tables.ceiling, pre.copyBatches);
+    log(`  ${fmtInt(rate(b))} rows/s`);
+
+    await checkpoint(env.db);
+    log('orders-ingest (child process)');
+    const extra = typeof f.ingest === 'string' ? f.ingest.split(/\s+/).filter(Boolean) : [];
+    const ing = await ingestRun(env, topic, names.ingest, { count, batch, partitions, cpuProf: f['cpu-prof'] as string | undefined, echo: f.echo === true, extra });
+    log(`  ${fmtInt(rate(ing))} records/s, ${ing.rows} rows`);
+    if (ing.rows !== pre.valid) throw new Error(`orders-ingest wrote ${ing.rows} rows, expected ${pre.valid}`);
+
+    let base: Phase | undefined;
+    if (!f['skip-baseline']) {
+      await checkpoint(env.db);
+      log(`baseline: the same consumer with multi-row INSERT (${insertRows} rows a statement)`);
+      base = await insertBaseline(env.kafka, env.db, topic, tables.baseline, { count, batch, insertRows });
+      log(`  ${fmtInt(rate(base))} records/s`);
+    }
+
+    const minCeiling = Math.min(rate(a), rate(b));
+    const result = {
+      benchmark: 'ingest',
+      at: new Date().toISOString(),
+      machine: machine(),
+      parameters: { count, partitions, batch_size: batch, invalid_ratio: invalidRatio, seed, insert_rows_per_statement: insertRows, key: 'uuidv7', ingest_extra_flags: extra },
+      ingest_records_per_s: rate(ing),
+      ceiling_kafka_records_per_s: rate(a),
+      ceiling_copy_records_per_s: rate(b),
+      baseline_insert_records_per_s: base ? rate(base) : null,
+      ingest_vs_min_ceiling: rate(ing) / minCeiling,
+      ingest_vs_baseline: base ? rate(ing) / rate(base) : null,
+      ingest_seconds: ing.seconds,
+      ingest_cpu_seconds_per_million: perMillion(ing, ing.cpuSeconds),
+      ingest_total_cpu_seconds: ing.totalCpuSeconds,
+      ingest_peak_rss_bytes: ing.peakRss,
+      ingest_steady_rss_bytes: ing.steadyRss,
+      ingest_flush_p50_seconds: ing.flushP50,
+      ingest_flush_p99_seconds: ing.flushP99,
+      ingest_flushes: ing.flushes,
+      postgres_cpu_seconds_per_million: { ingest: perMillion(ing, ing.infra.postgres), ceiling_copy: perMillion(b, b.infra.postgres), baseline_insert: base ? perMillion(base, base.infra.postgres) : null },
+      postgres_cpu_utilisation: { ingest: (ing.infra.postgres ?? NaN) / ing.seconds, ceiling_copy: (b.infra.postgres ?? NaN) / b.seconds, baseline_insert: base ? (base.infra.postgres ?? NaN) / base.seconds : null },
+      kafka_broker_cpu_seconds_per_million: { ingest: perMillion(ing, ing.infra.kafka), ceiling_kafka: perMillion(a, a.infra.kafka) },
+      consumer_cpu_seconds_per_million: { ceiling_kafka: perMillion(a, a.cpuSeconds), baseline_insert: base ? perMillion(base, base.cpuSeconds) : null },
+      targets: { vs_min_ceiling: 0.6, vs_baseline: 2.5, records_per_s: 100_000, steady_rss_bytes: 300 * 1048576 },
+    };
+    const file = writeJson('ingest', result);
+    const rows: Row[] = [
+      ['orders-ingest (child process)', `${fmtInt(rate(ing))} rec/s`, `${ing.seconds.toFixed(2)} s, ${fmtInt(ing.flushes)} flushes`],
+      ['ceiling A: Kafka read only', `${fmtInt(rate(a))} rec/s`],
+      ['ceiling B: COPY from memory', `${fmtInt(rate(b))} rec/s`, `batches of ${batch}, one connection`],
+      ['baseline: multi-row INSERT', base ? `${fmtInt(rate(base))} rec/s` : 'skipped', `${insertRows} rows a statement`],
+      ['ingest / min(ceilings)', fmtRatio(result.ingest_vs_min_ceiling), 'target >= 0.60'],
+      ['ingest / baseline', base ? fmtRatio(result.ingest_vs_baseline!) : 'n/a', 'target >= 2.50'],
+      ['ingest CPU s per 1M records', result.ingest_cpu_seconds_per_million.toFixed(2), `node process (total incl. startup ${ing.totalCpuSeconds.toFixed(1)} s)`],
+      ['Postgres CPU s per 1M: ingest', result.postgres_cpu_seconds_per_million.ingest.toFixed(2), `busy ${(result.postgres_cpu_utilisation.ingest * 100).toFixed(0)}% of a core`],
+      ['Postgres CPU s per 1M: COPY', result.postgres_cpu_seconds_per_million.ceiling_copy.toFixed(2), `busy ${(result.postgres_cpu_utilisation.ceiling_copy * 100).toFixed(0)}% of a core`],
+      ['ingest peak RSS', fmtMb(ing.peakRss), `steady (median) ${fmtMb(ing.steadyRss)}`],
+      ['flush latency p50 / p99', `${fmtMs(ing.flushP50)} / ${fmtMs(ing.flushP99)}`, 'BEGIN..COMMIT, from the histogram'],
+    ];
+    printTable(`ingest: ${fmtInt(count)} records, ${partitions} partitions, batch ${fmtInt(batch)}`, rows);
+    const svg = writeBarChart('ingest', `ingest: ${fmtInt(count)} order records into Postgres, records/s (higher is better)`, 'rec/s', [
+      { label: 'orders-ingest', value: rate(ing), subject: true },
+      { label: 'ceiling A: Kafka read only', value: rate(a) },
+      { label: 'ceiling B: COPY from memory', value: rate(b) },
+      { label: 'baseline: multi-row INSERT', value: base ? rate(base) : NaN },
+    ], `${result.machine.cpus} cores shared by broker, database and pipeline; ingest/min(ceilings) ${result.ingest_vs_min_ceiling.toFixed(2)}, ingest/baseline ${result.ingest_vs_baseline?.toFixed(2) ?? 'n/a'}`);
+    log(`wrote ${file} and ${svg}`);
+  } finally {
+    if (!f.keep) {
+      for (const t of Object.values(tables)) await env.db.none(`DROP TABLE IF EXISTS ${t}`).catch(() => undefined);
+      await deleteTopics(env.kafka, [topic, `${topic}.dlq`]).catch(() => undefined);
+    }
+  }
+}

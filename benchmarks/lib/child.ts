@@ -1,0 +1,159 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import { projectRoot } from '../../pipeline/local/paths.ts';
+
+const TICKS = 100; // USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s on Linux
+
+export interface ProcSample {
+  at: number;
+  cpuSeconds: number;
+  rssBytes: number;
+  hwmBytes: number;
+}
+
+/** CPU time (user + system) and resident memory of a live process, from /proc. */
+export function procSample(pid: number): ProcSample | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const cpuSeconds = (Number(fields[11]) + Number(fields[12])) / TICKS; // utime, stime (fields 14, 15)
+    const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
+    return { at: performance.now(), cpuSeconds, rssBytes: kb('VmRSS'), hwmBytes: kb('VmHWM') };
+  } catch {
+    return undefined; // exited
+  }
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Prometheus text: the sum of every sample of a metric (all label sets). */
+export function metricSum(text: string, name: string): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith(name) && (line[name.length] === ' ' || line[name.length] === '{')) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+/** Quantile of a Prometheus histogram by linear interpolation inside the bucket, as histogram_quantile() does. */
+export function histogramQuantile(text: string, name: string, q: number): number {
+  const buckets = new Map<number, number>();
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}_bucket{`)) continue;
+    const le = /le="([^"]+)"/.exec(line)?.[1];
+    if (!le) continue;
+    const bound = le === '+Inf' ? Infinity : Number(le);
+    buckets.set(bound, (buckets.get(bound) ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1)));
+  }
+  const sorted = [...buckets].sort((a, b) => a[0] - b[0]);
+  const total = sorted.at(-1)?.[1] ?? 0;
+  if (!total) return NaN;
+  const rank = q * total;
+  let prevBound = 0;
+  let prevCount = 0;
+  for (const [bound, count] of sorted) {
+    if (count >= rank) {
+      if (bound === Infinity) return prevBound;
+      return prevBound + ((bound - prevBound) * (rank - prevCount)) / Math.max(1, count - prevCount);
+    }
+    prevBound = bound;
+    prevCount = count;
+  }
+  return prevBound;
+}
+
+export interface TopologyRun {
+  child: ChildProcess;
+  port: number;
+  samples: ProcSample[];
+  stderr: string[];
+  /** performance.now() when the line matching `mark` first appeared on stderr. */
+  marks: Map<string, number>;
+  lastMetrics: string;
+  exited: Promise<number>;
+  stop(): void;
+}
+
+export interface TopologyRunOptions {
+  env: NodeJS.ProcessEnv;
+  args: string[];
+  /** stderr patterns whose first appearance is timed (e.g. partition assignment). */
+  marks?: Record<string, RegExp>;
+  sampleMs?: number;
+  /** Called after each sample with the latest /metrics text. */
+  onSample?: (run: TopologyRun, metrics: string) => void;
+  extraNodeArgs?: string[];
+  echo?: boolean;
+}
+
+/**
+ * Runs a real topology as a child process, `node --import tsx pipeline/cli/main.ts <args>`, and samples its CPU
+ * time and memory from /proc and its /metrics endpoint every sampleMs.
+ */
+export async function runTopology(o: TopologyRunOptions): Promise<TopologyRun> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [...(o.extraNodeArgs ?? []), '--import', 'tsx', 'pipeline/cli/main.ts', ...o.args, '--metrics-port', String(port)], {
+    cwd: projectRoot, env: o.env, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const run: TopologyRun = {
+    child, port, samples: [], stderr: [], marks: new Map(), lastMetrics: '',
+    exited: new Promise((resolve) => child.on('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1)))),
+    stop: () => child.kill('SIGTERM'),
+  };
+  let partial = '';
+  const onText = (chunk: Buffer) => {
+    const text = partial + chunk.toString('utf8');
+    const lines = text.split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) {
+      run.stderr.push(line);
+      if (o.echo) process.stderr.write(`    | ${line}\n`);
+      for (const [name, re] of Object.entries(o.marks ?? {})) if (!run.marks.has(name) && re.test(line)) run.marks.set(name, performance.now());
+    }
+  };
+  child.stderr!.on('data', onText);
+  child.stdout!.on('data', onText);
+  let done = false;
+  void run.exited.then(() => { done = true; });
+  const sampleMs = o.sampleMs ?? 100;
+  void (async () => {
+    while (!done) {
+      const s = procSample(child.pid!);
+      if (s) run.samples.push(s);
+      try {
+        const res = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(1000) });
+        if (res.ok) run.lastMetrics = await res.text();
+      } catch { /* not listening yet, or gone */ }
+      o.onSample?.(run, run.lastMetrics);
+      await new Promise((r) => setTimeout(r, sampleMs));
+    }
+  })();
+  return run;
+}
+
+/** The CPU-time sample nearest before a moment (performance.now()). */
+export function sampleAt(samples: ProcSample[], at: number): ProcSample | undefined {
+  let best: ProcSample | undefined;
+  for (const s of samples) if (s.at <= at) best = s;
+  return best ?? samples[0];
+}
+
+/** Whether the CLI knows a topology (`--list`), without importing the topologies. */
+export async function topologyRegistered(name: string, env: NodeJS.ProcessEnv): Promise<boolean> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'pipeline/cli/main.ts', '--list'], { cwd: projectRoot, env, stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
+  await new Promise((r) => child.on('exit', r));
+  return out.split('\n').some((l) => l.split(/\s+/)[0] === name);
+}

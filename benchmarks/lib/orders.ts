@@ -1,0 +1,66 @@
+import { ensureTopics } from '../../pipeline/kafka/admin.ts';
+import type { KafkaConnection } from '../../pipeline/kafka/client-config.ts';
+import { KafkaProducer } from '../../pipeline/kafka/producer.ts';
+import { encodeCopyRow } from '../../pipeline/codec/copy-text.ts';
+import type { Database } from '../../pipeline/postgres/db.ts';
+import { OrderFactory } from '../../topologies/orders-generator.ts';
+
+/** The columns orders-ingest writes, and the table it creates (kept identical here so every comparator writes the same). */
+export const ORDER_COLUMNS = ['order_id', 'order_number', 'product', 'quantity', 'price', 'ordered_at'];
+
+export async function createOrdersTable(db: Database, table: string): Promise<void> {
+  await db.none(`CREATE TABLE IF NOT EXISTS ${table} (
+    order_id uuid PRIMARY KEY,
+    order_number bigint NOT NULL,
+    product text NOT NULL,
+    quantity integer NOT NULL,
+    price numeric(12,2) NOT NULL,
+    ordered_at timestamptz NOT NULL,
+    ingested_at timestamptz NOT NULL DEFAULT now())`);
+}
+
+export interface Prefill {
+  produced: number;
+  valid: number;
+  seconds: number;
+  /** COPY text of the valid rows, one string per `batch` rows, for the COPY ceiling. */
+  copyBatches: string[];
+}
+
+/**
+ * Fills a fresh topic with N orders made by the generator's own OrderFactory (UUIDv7 keys, seeded products and
+ * prices), produced with the pipeline's producer, and keeps the valid rows' COPY text for the COPY ceiling.
+ */
+export async function prefillOrders(kafka: KafkaConnection, topic: string, o: { count: number; partitions: number; invalidRatio: number; seed: number; batch: number }): Promise<Prefill> {
+  await ensureTopics(kafka, [{ name: topic, partitions: o.partitions }]);
+  const producer = new KafkaProducer(kafka, { 'client.id': 'bench-prefill' });
+  await producer.connect();
+  const factory = new OrderFactory(o.seed, o.invalidRatio);
+  const copyBatches: string[] = [];
+  let lines: string[] = [];
+  let valid = 0;
+  const started = performance.now();
+  try {
+    for (let i = 0; i < o.count; i++) {
+      const now = Date.now();
+      const g = factory.next(now);
+      const m = { topic, key: g.key, value: Buffer.from(g.value), timestamp: now };
+      if (!producer.tryProduce(m)) await producer.produce(m);
+      if (!g.invalid) {
+        const v = JSON.parse(g.value) as Record<string, string | number>;
+        lines.push(encodeCopyRow([v.order_id, v.order_number, v.product, v.quantity, v.price, v.ordered_at]));
+        valid++;
+        if (lines.length === o.batch) {
+          copyBatches.push(lines.join(''));
+          lines = [];
+        }
+      }
+      if ((i & 4095) === 4095) await new Promise<void>((r) => setImmediate(r));
+    }
+    if (lines.length) copyBatches.push(lines.join(''));
+    await producer.flush(300_000);
+  } finally {
+    await producer.disconnect();
+  }
+  return { produced: o.count, valid, seconds: (performance.now() - started) / 1000, copyBatches };
+}

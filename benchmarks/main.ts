@@ -1,0 +1,33 @@
+/**
+ * npm run bench -- <name> [flags]: throughput and latency benchmarks, each against a ceiling or a baseline
+ * measured in the same run. Each prints a table and writes benchmarks/results/<name>-latest.json and an SVG chart.
+ */
+import { closeDatabases } from '../pipeline/postgres/db.ts';
+import { ingestBench, ingestHelp } from './ingest.ts';
+
+const benches: Record<string, { run: (argv: string[]) => Promise<void>; help: string }> = {
+  ingest: { run: ingestBench, help: ingestHelp },
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  const bench = name ? benches[name] : undefined;
+  if (!bench) {
+    process.stdout.write(`usage: npm run bench -- <name> [flags]\n\n${Object.values(benches).map((b) => `  ${b.help}`).join('\n')}\n`);
+    return name && name !== '--help' ? 2 : 0;
+  }
+  await bench.run(rest);
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  async (code) => {
+    await closeDatabases();
+    process.exit(code);
+  },
+  async (err) => {
+    process.stderr.write(`bench failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+    await closeDatabases().catch(() => undefined);
+    process.exit(1);
+  },
+);
