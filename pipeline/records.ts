@@ -32,6 +32,11 @@ export interface StageContext {
 export interface Stage<I = unknown, O = unknown> {
   readonly name: string;
   process(batch: StreamRecord<I>[], ctx: StageContext): StreamRecord<O>[];
+  /**
+   * Work that must wait (fetching a schema), done on the batch as it came from Kafka before any stage processes
+   * it, so that process() stays synchronous. May throw a retriable error; the runtime retries.
+   */
+  prepare?(batch: StreamRecord[]): Promise<void>;
   /** Stateful stages keep a store per partition, backed by a changelog topic. */
   readonly stateful?: StatefulStage;
 }

@@ -4,6 +4,7 @@ import { topicName } from '../pipeline/kafka/admin.ts';
 import { tableName } from '../pipeline/postgres/db.ts';
 import { validateOrder, type Order } from '../pipeline/schema/validator.ts';
 import type { Topology } from '../pipeline/topology.ts';
+import { registryFromEnv } from '../pipeline/schema/registry.ts';
 import { consumerOptions, dlqTopicOf, runPlan } from './run-plan.ts';
 
 export const ORDER_COLUMNS = ['order_id', 'order_number', 'product', 'quantity', 'price', 'ordered_at'];
@@ -18,9 +19,9 @@ export const ORDERS_TABLE_SQL = `CREATE TABLE IF NOT EXISTS $TABLE (
   ingested_at timestamptz NOT NULL DEFAULT now())`;
 
 /** orders -> validate -> COPY into orders_data, rows and offsets in one transaction. */
-export function ordersIngestPlan(topic: string, table: string): TopologyPlan {
+export function ordersIngestPlan(topic: string, table: string, registry = registryFromEnv()): TopologyPlan {
   const b = new StreamsBuilder('orders-ingest');
-  b.stream<Order>(topic, { schema: validateOrder(), schemaName: 'schemas/order.schema.json' })
+  b.stream<Order>(topic, { schema: validateOrder(), schemaName: 'schemas/order.schema.json', registry })
     .toPostgres({
       table,
       columns: ORDER_COLUMNS,

@@ -4,6 +4,7 @@ import { topicName } from '../pipeline/kafka/admin.ts';
 import { tableName } from '../pipeline/postgres/db.ts';
 import { validateOrder, type Order } from '../pipeline/schema/validator.ts';
 import type { Topology } from '../pipeline/topology.ts';
+import { registryFromEnv } from '../pipeline/schema/registry.ts';
 import { TimeWindows } from '../pipeline/windows/windows.ts';
 import { consumerOptions, dlqTopicOf, runPlan } from './run-plan.ts';
 
@@ -28,7 +29,9 @@ export interface Revenue {
  */
 export function ordersRevenuePlan(o: { topic: string; table: string; graceMs: number; windowMs?: number; applicationId?: string }): TopologyPlan {
   const b = new StreamsBuilder(o.applicationId ?? 'orders-revenue');
-  b.stream<Order>(o.topic, { schema: validateOrder(), schemaName: 'schemas/order.schema.json', timestamp: (order) => Date.parse(order.ordered_at) })
+  b.stream<Order>(o.topic, {
+    schema: validateOrder(), schemaName: 'schemas/order.schema.json', registry: registryFromEnv(), timestamp: (order) => Date.parse(order.ordered_at),
+  })
     .groupBy((order) => order.product, 'groupBy product')
     .windowedBy(TimeWindows.tumbling(o.windowMs ?? 60_000, o.graceMs))
     .aggregate<Revenue>(

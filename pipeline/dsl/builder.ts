@@ -3,6 +3,8 @@ import type { Stage, StreamRecord, Windowed } from '../records.ts';
 import { parseJson } from '../stages/parse-json.ts';
 import { filterStage, flatMapStage, mapStage, mapValuesStage, peekStage, selectKeyStage, timestampStage } from '../stages/stateless.ts';
 import { validate } from '../stages/validate.ts';
+import { validateWithRegistry } from '../stages/validate-registry.ts';
+import type { SchemaRegistryClient } from '../schema/registry.ts';
 import { SessionWindowAggregate, TimeWindowAggregate, type AggregateFns, type EmitMode } from '../stages/window-aggregate.ts';
 import type { Validator } from '../schema/validator.ts';
 import { describeWindows, type Windows } from '../windows/windows.ts';
@@ -34,7 +36,11 @@ export class StreamsBuilder {
    * The records of a topic. With a schema, values are parsed as JSON and validated (invalid ones become dead
    * letters); with a timestamp extractor, event time comes from the value instead of the Kafka record timestamp.
    */
-  stream<V = Buffer | null>(topic: string, options: { schema?: Validator<V>; schemaName?: string; timestamp?: (value: V) => number } = {}): KStream<string | null, V> {
+  stream<V = Buffer | null>(topic: string, options: {
+    schema?: Validator<V>; schemaName?: string; timestamp?: (value: V) => number;
+    /** With a registry, each message is validated against the schema its id names (see validate-registry.ts). */
+    registry?: SchemaRegistryClient;
+  } = {}): KStream<string | null, V> {
     if (this.root) throw new Error('a topology reads one source topic');
     this.root = this.node('source', `topic ${topic}`, { sourceTopic: topic } as Partial<PlanNode>);
     let tail = this.root;
@@ -46,7 +52,9 @@ export class StreamsBuilder {
     if (options.schema) {
       const schema = options.schema;
       add('parse-json', () => parseJson());
-      add(`validate (${options.schemaName ?? 'JSON Schema'})`, () => validate(schema));
+      const registry = options.registry;
+      if (registry) add(`validate (schema registry ${registry.url}, subject ${topic}-value)`, () => validateWithRegistry(schema, registry, topic));
+      else add(`validate (${options.schemaName ?? 'JSON Schema'})`, () => validate(schema));
     }
     if (options.timestamp) {
       const extract = options.timestamp;

@@ -23,6 +23,15 @@ export class PlanExecutor {
     visit(plan.root);
   }
 
+  /** Lets every stage do its asynchronous preparation for a batch (see Stage.prepare). */
+  async prepare(batch: StreamRecord[]): Promise<void> {
+    for (const stage of this.stages.values()) if (stage.prepare) await stage.prepare(batch);
+  }
+
+  get needsPrepare(): boolean {
+    return [...this.stages.values()].some((s) => s.prepare);
+  }
+
   /** Runs one batch from the source; what reaches each sink is appended to out (by sink name). */
   run(batch: StreamRecord[], ctx: StageContext, out: Map<string, StreamRecord[]>): void {
     this.visit(this.plan.root, batch, ctx, out);

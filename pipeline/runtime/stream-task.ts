@@ -19,6 +19,14 @@ import type { ChangelogEntry } from '../state/store.ts';
 import type { Progress } from './progress.ts';
 import { Aborted, retry, sleep } from './retry.ts';
 
+function toRecord(m: Kafka.Message): StreamRecord {
+  const rawKey = typeof m.key === 'string' ? Buffer.from(m.key) : (m.key ?? null);
+  return {
+    topic: m.topic, partition: m.partition, offset: m.offset, timestamp: m.timestamp,
+    rawKey, key: rawKey === null ? null : rawKey.toString(), headers: m.headers, raw: m.value, value: m.value,
+  };
+}
+
 /** The one batching policy: a flush happens at maxRecords or after maxWaitMs, whichever comes first. */
 export interface BatchPolicy {
   maxRecords: number;
@@ -176,7 +184,7 @@ export class StreamTask {
         }
         if (messages.length) {
           this.lastActivity = Date.now();
-          this.accept(messages);
+          await this.accept(messages);
         } else if (this.pending.count === 0) {
           await this.settle(); // nothing to overlap the flush in flight with
         }
@@ -213,8 +221,13 @@ export class StreamTask {
     return Date.now() - this.lastActivity >= ms;
   }
 
-  private accept(messages: Kafka.Message[]): void {
+  private async accept(messages: Kafka.Message[]): Promise<void> {
     const { o } = this;
+    if (this.executor.needsPrepare) {
+      const raw = messages.filter((m) => m.topic === o.plan.topic).map((m) => toRecord(m));
+      await retry('preparing the batch', () => this.executor.prepare(raw), o.log, o.signal);
+    }
+    // Only now, after any wait, take what is still ours and new: a rebalance or a rewind may have come meanwhile.
     const batch: StreamRecord[] = [];
     const pending = this.pending;
     for (const m of messages) {
@@ -222,11 +235,7 @@ export class StreamTask {
       if (m.topic !== o.plan.topic || seen === undefined || m.offset <= seen) continue;
       this.lastSeen.set(m.partition, m.offset);
       pending.last.set(m.partition, m.offset);
-      const rawKey = typeof m.key === 'string' ? Buffer.from(m.key) : (m.key ?? null);
-      batch.push({
-        topic: m.topic, partition: m.partition, offset: m.offset, timestamp: m.timestamp,
-        rawKey, key: rawKey === null ? null : rawKey.toString(), headers: m.headers, raw: m.value, value: m.value,
-      });
+      batch.push(toRecord(m));
     }
     if (!batch.length) return;
     if (pending.count === 0) pending.startedAt = Date.now();
