@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import { ensureTopics, topicName } from '../pipeline/kafka/admin.ts';
 import { KafkaProducer } from '../pipeline/kafka/producer.ts';
 import { Progress } from '../pipeline/runtime/progress.ts';
@@ -158,6 +159,7 @@ export const ordersGenerator: Topology = {
     { name: 'out-of-order-ms', type: 'int', min: 0, default: 0, help: 'jitter each event time back by up to this many ms' },
     { name: 'late-ratio', type: 'number', min: 0, max: 1, default: 0, help: 'share of orders older than their window plus grace (late records)' },
     { name: 'late-by-ms', type: 'int', min: 1, default: 120_000, help: 'how far back a late order is pushed' },
+    { name: 'report', type: 'string', help: 'write the keys (order ids) of the valid and invalid records sent to this JSON file at the end, for checks by id' },
   ],
   validate(v) {
     if (v['event-time-start'] !== undefined && !Number.isFinite(Date.parse(v['event-time-start'] as string))) {
@@ -200,6 +202,8 @@ export const ordersGenerator: Topology = {
       lateByMs: v['late-by-ms'] as number,
     });
     let late = 0;
+    // Only with --report: the keys sent, valid and invalid, for a check by order_id (scripts/chaos.ts).
+    const report = v.report === undefined ? undefined : { valid: [] as string[], invalid: [] as string[] };
     const invalidByKind: Record<string, number> = {};
     let sent = 0;
     const startedAt = Date.now();
@@ -222,6 +226,7 @@ export const ordersGenerator: Topology = {
             await producer.produce(message);
           }
           sent++;
+          if (report) (o.invalid ? report.invalid : report.valid).push(o.key);
           if (o.late) late++;
           if (o.invalid) {
             invalidByKind[o.invalid] = (invalidByKind[o.invalid] ?? 0) + 1;
@@ -242,6 +247,10 @@ export const ordersGenerator: Topology = {
     }
     const invalid = Object.values(invalidByKind).reduce((a, b) => a + b, 0);
     const kinds = Object.entries(invalidByKind).map(([k, n]) => `${k} ${n}`).join(', ');
+    if (report) {
+      // Written only when every record was acknowledged or failed for good (flush above), so the keys are what Kafka holds.
+      fs.writeFileSync(v.report as string, JSON.stringify({ topic, produced: producer.delivered, failed: producer.failed, valid: report.valid, invalid: report.invalid }));
+    }
     ctx.log(`produced ${producer.delivered} records to ${topic} (valid ${sent - invalid}, invalid ${invalid}${kinds ? `: ${kinds}` : ''}), late ${late}, seed ${seed}`);
     if (producer.failed) throw new Error(`${producer.failed} records were not acknowledged by Kafka`);
   },
