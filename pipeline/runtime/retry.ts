@@ -60,3 +60,23 @@ export async function retry<T>(what: string, fn: () => Promise<T>, log: (line: s
     }
   }
 }
+
+/**
+ * A log for errors a client reports on its own, such as librdkafka's "all broker connections are down" while a
+ * broker restarts: the first of each message at once, then at most one line per intervalMs with how many were
+ * held back, so an outage reads as a few clear lines, not a flood.
+ */
+export function throttledLog(log: (line: string) => void, intervalMs = 10_000): (line: string) => void {
+  const last = new Map<string, { at: number; held: number }>();
+  return (line) => {
+    const now = Date.now();
+    const seen = last.get(line);
+    if (seen && now - seen.at < intervalMs) {
+      seen.held++;
+      return;
+    }
+    log(seen?.held ? `${line} (${seen.held} more like it in the last ${Math.round((now - seen.at) / 1000)} s)` : line);
+    last.set(line, { at: now, held: 0 });
+    if (last.size > 100) last.clear();
+  };
+}

@@ -17,7 +17,7 @@ import { KafkaSource } from '../sources/kafka-source.ts';
 import { readChangelog } from '../state/changelog.ts';
 import type { ChangelogEntry } from '../state/store.ts';
 import type { Progress } from './progress.ts';
-import { Aborted, retry, sleep } from './retry.ts';
+import { Aborted, retry, sleep, throttledLog } from './retry.ts';
 
 function toRecord(m: Kafka.Message): StreamRecord {
   const rawKey = typeof m.key === 'string' ? Buffer.from(m.key) : (m.key ?? null);
@@ -132,7 +132,8 @@ export class StreamTask {
       }
       o.progress.lag = lag;
     };
-    this.source.onError = (err) => o.log(`kafka: ${errorMessage(err)}`);
+    const kafkaLog = throttledLog(o.log);
+    this.source.onError = (err) => kafkaLog(`kafka: ${errorMessage(err)}`);
   }
 
   /** Creates what the plan writes to: window tables, changelog topics (compacted, one partition per source partition). */
