@@ -6,7 +6,8 @@
  */
 export type CopyValue = string | number | bigint | boolean | null | undefined;
 
-const NEEDS_ESCAPE = /[\\\t\n\r]/;
+/** Anything that needs a look: the four escaped characters, and NUL (refused). One scan for the common clean value. */
+const SPECIAL = /[\\\t\n\r\u0000]/;
 const ESCAPES = /[\\\t\n\r]/g;
 const ESCAPED: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
 
@@ -15,21 +16,32 @@ export class CopyEncodeError extends Error {
 }
 
 export function escapeCopyText(value: string): string {
+  if (!SPECIAL.test(value)) return value;
   if (value.indexOf('\u0000') >= 0) throw new CopyEncodeError('a NUL character cannot be stored in a Postgres text value');
-  return NEEDS_ESCAPE.test(value) ? value.replace(ESCAPES, (c) => ESCAPED[c]) : value;
+  return value.replace(ESCAPES, (c) => ESCAPED[c]);
 }
 
 export function encodeCopyValue(value: CopyValue): string {
-  if (value === null || value === undefined) return '\\N';
   if (typeof value === 'string') return escapeCopyText(value);
-  if (typeof value === 'number' && !Number.isFinite(value)) throw new CopyEncodeError(`${value} is not a finite number`);
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw new CopyEncodeError(`${value} is not a finite number`);
+    return '' + value;
+  }
+  if (value === null || value === undefined) return '\\N';
   return String(value);
 }
 
-/** One row as a COPY text line, newline included. */
+/** One row as a COPY text line, newline included. Strings and numbers (nearly every value) take the short path. */
 export function encodeCopyRow(row: readonly CopyValue[]): string {
-  let line = encodeCopyValue(row[0]);
-  for (let i = 1; i < row.length; i++) line += '\t' + encodeCopyValue(row[i]);
+  let line = '';
+  for (let i = 0; i < row.length; i++) {
+    const v = row[i];
+    let text: string;
+    if (typeof v === 'string') text = SPECIAL.test(v) ? escapeCopyText(v) : v;
+    else if (typeof v === 'number' && Number.isFinite(v)) text = '' + v;
+    else text = encodeCopyValue(v);
+    line = i === 0 ? text : line + '\t' + text;
+  }
   return line + '\n';
 }
 
