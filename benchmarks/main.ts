@@ -4,9 +4,13 @@
  */
 import { closeDatabases } from '../pipeline/postgres/db.ts';
 import { ingestBench, ingestHelp } from './ingest.ts';
+import { stagesBench, stagesHelp } from './stages.ts';
+import { generatorBench, generatorHelp } from './generator.ts';
 
 const benches: Record<string, { run: (argv: string[]) => Promise<void>; help: string }> = {
   ingest: { run: ingestBench, help: ingestHelp },
+  stages: { run: stagesBench, help: stagesHelp },
+  generator: { run: generatorBench, help: generatorHelp },
 };
 
 async function main(argv: string[]): Promise<number> {

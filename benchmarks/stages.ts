@@ -1,0 +1,113 @@
+import { copyChunks, encodeCopyRow } from '../pipeline/codec/copy-text.ts';
+import type { StageContext, StreamRecord } from '../pipeline/records.ts';
+import { validateOrder, type Order } from '../pipeline/schema/validator.ts';
+import type { CopyRow } from '../pipeline/sinks/postgres-copy.ts';
+import { parseJson } from '../pipeline/stages/parse-json.ts';
+import { validate } from '../pipeline/stages/validate.ts';
+import { OrderFactory } from '../topologies/orders-generator.ts';
+import { num, parseFlags } from './lib/args.ts';
+import { log, machine } from './lib/env.ts';
+import { fmtInt, printTable, writeBarChart, writeJson } from './lib/report.ts';
+
+export const stagesHelp = 'stages [--count 200000 (--quick: 50000)] [--rounds 7] [--seed 7]';
+
+const ctx: StageContext = { deadLetter: () => undefined, late: () => undefined };
+
+/** Records as the runtime builds them from Kafka messages: key and value bytes, nothing parsed yet. */
+function makeRecords(values: Buffer[], keys: Buffer[]): StreamRecord[] {
+  const out: StreamRecord[] = new Array(values.length);
+  for (let i = 0; i < values.length; i++) {
+    out[i] = { topic: 'orders', partition: i % 6, offset: i, timestamp: 0, rawKey: keys[i], key: keys[i].toString(), headers: undefined, raw: values[i], value: values[i] } as StreamRecord;
+  }
+  return out;
+}
+
+/** The map step the runtime runs for a Postgres sink: the row's values to one COPY text line, and its key. */
+function mapToRows(batch: StreamRecord<Order>[]): StreamRecord<CopyRow>[] {
+  for (const r of batch) {
+    const o = r.value;
+    const values = [o.order_id, o.order_number, o.product, o.quantity, o.price, o.ordered_at];
+    (r as unknown as StreamRecord<CopyRow>).value = { line: encodeCopyRow(values), key: String(values[0]) };
+  }
+  return batch as unknown as StreamRecord<CopyRow>[];
+}
+
+function copyEncode(batch: StreamRecord<CopyRow>[], flush: number): number {
+  let bytes = 0;
+  for (let i = 0; i < batch.length; i += flush) {
+    const part = batch.slice(i, i + flush);
+    for (const chunk of copyChunks(part.map((r) => r.value.line))) bytes += chunk.length;
+  }
+  return bytes;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+export async function stagesBench(argv: string[]): Promise<void> {
+  const f = parseFlags(argv, { quick: 'bool', count: 'number', rounds: 'number', seed: 'number' });
+  const count = num(f, 'count', f.quick ? 50_000 : 200_000);
+  const rounds = num(f, 'rounds', 7);
+  const factory = new OrderFactory(num(f, 'seed', 7), 0);
+  const values: Buffer[] = [];
+  const keys: Buffer[] = [];
+  for (let i = 0; i < count; i++) {
+    const g = factory.next();
+    values.push(Buffer.from(g.value));
+    keys.push(Buffer.from(g.key));
+  }
+  const parse = parseJson();
+  const valid = validate(validateOrder());
+  const FLUSH = 10_000;
+  const t: Record<string, number[]> = { parse: [], validate: [], map: [], copy: [], together: [] };
+  log(`stages: ${count} records, ${rounds} rounds`);
+  for (let round = 0; round < rounds; round++) {
+    // Separately: each stage timed on the output of the previous one.
+    let recs = makeRecords(values, keys);
+    let t0 = performance.now();
+    const parsed = parse.process(recs, ctx);
+    t.parse.push(performance.now() - t0);
+    t0 = performance.now();
+    const validated = valid.process(parsed, ctx) as StreamRecord<Order>[];
+    t.validate.push(performance.now() - t0);
+    t0 = performance.now();
+    const rows = mapToRows(validated);
+    t.map.push(performance.now() - t0);
+    t0 = performance.now();
+    copyEncode(rows, FLUSH);
+    t.copy.push(performance.now() - t0);
+    if (rows.length !== count) throw new Error(`${count - rows.length} records were rejected`);
+    // Together, in batches of 2000 as the runtime polls them.
+    recs = makeRecords(values, keys);
+    t0 = performance.now();
+    let pending: StreamRecord<CopyRow>[] = [];
+    for (let i = 0; i < recs.length; i += 2000) {
+      const out = mapToRows(valid.process(parse.process(recs.slice(i, i + 2000), ctx), ctx) as StreamRecord<Order>[]);
+      for (const r of out) pending.push(r);
+      if (pending.length >= FLUSH) {
+        copyEncode(pending, FLUSH);
+        pending = [];
+      }
+    }
+    copyEncode(pending, FLUSH);
+    t.together.push(performance.now() - t0);
+  }
+  const ns = (k: string) => (median(t[k].slice(1)) * 1e6) / count; // first round warms up the JIT
+  const result = {
+    benchmark: 'stages', at: new Date().toISOString(), machine: machine(), parameters: { count, rounds, flush_rows: FLUSH, poll_batch: 2000 },
+    ns_per_record: { parse: ns('parse'), validate: ns('validate'), map: ns('map'), copy_encode: ns('copy'), together: ns('together') },
+    records_per_s_together: 1e9 / ns('together'),
+  };
+  writeJson('stages', result);
+  const n = result.ns_per_record;
+  printTable(`stages: ns per record (median of ${rounds - 1} rounds of ${fmtInt(count)} records)`, [
+    ['parse (isUtf8 + JSON.parse)', `${fmtInt(n.parse)} ns`],
+    ['validate (ajv, order schema)', `${fmtInt(n.validate)} ns`],
+    ['map (row -> COPY text line)', `${fmtInt(n.map)} ns`],
+    ['COPY encoding (lines -> 64 KB chunks)', `${fmtInt(n.copy_encode)} ns`],
+    ['together (batches of 2000)', `${fmtInt(n.together)} ns`, `= ${fmtInt(result.records_per_s_together)} records/s on one core`],
+  ]);
+  writeBarChart('stages', 'stages: nanoseconds per record (lower is better)', 'ns', [
+    { label: 'parse', value: n.parse }, { label: 'validate', value: n.validate }, { label: 'map', value: n.map },
+    { label: 'COPY encoding', value: n.copy_encode }, { label: 'together', value: n.together, subject: true },
+  ], 'the Node work per record, without Kafka or Postgres');
+}
