@@ -1,5 +1,5 @@
 import type Kafka from 'node-rdkafka';
-import { encodeCopyRow } from '../codec/copy-text.ts';
+import { CopyEncodeError, encodeCopyRow } from '../codec/copy-text.ts';
 import { PlanExecutor } from '../dsl/executor.ts';
 import { changelogTopic, type PostgresAppendSinkSpec, type TopicSinkSpec, type TopologyPlan } from '../dsl/plan.ts';
 import { errorMessage } from '../errors.ts';
@@ -26,6 +26,9 @@ function toRecord(m: Kafka.Message): StreamRecord {
     rawKey, key: rawKey === null ? null : rawKey.toString(), headers: m.headers, raw: m.value, value: m.value,
   };
 }
+
+/** String.prototype.isWellFormed (ES2024, in Node 20); O(1) for the one-byte strings most values are. */
+type WellFormed = string & { isWellFormed(): boolean };
 
 /** The one batching policy: a flush happens at maxRecords or after maxWaitMs, whichever comes first. */
 export interface BatchPolicy {
@@ -253,6 +256,8 @@ export class StreamTask {
           // Encode the COPY line now, while the previous flush is being written; a value COPY cannot carry is a dead letter.
           try {
             const values = copy.spec.row(r.value, r.key, r);
+            // A lone UTF-16 surrogate (JSON allows "\ud800") has no UTF-8 form: it would reach Postgres as U+FFFD, silently changed.
+            for (const x of values) if (typeof x === 'string' && !(x as WellFormed).isWellFormed()) throw new CopyEncodeError('a lone UTF-16 surrogate has no UTF-8 form (it would be stored as U+FFFD)');
             const keyAt = copy.spec.keyColumn === undefined ? -1 : copy.spec.columns.indexOf(copy.spec.keyColumn);
             (r as StreamRecord<CopyRow>).value = { line: encodeCopyRow(values), key: keyAt < 0 ? undefined : String(values[keyAt]) };
           } catch (err) {
