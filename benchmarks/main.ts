@@ -6,11 +6,15 @@ import { closeDatabases } from '../pipeline/postgres/db.ts';
 import { ingestBench, ingestHelp } from './ingest.ts';
 import { stagesBench, stagesHelp } from './stages.ts';
 import { generatorBench, generatorHelp } from './generator.ts';
+import { latencyBench, latencyHelp } from './latency.ts';
+import { revenueBench, revenueHelp } from './revenue.ts';
 
 const benches: Record<string, { run: (argv: string[]) => Promise<void>; help: string }> = {
   ingest: { run: ingestBench, help: ingestHelp },
   stages: { run: stagesBench, help: stagesHelp },
   generator: { run: generatorBench, help: generatorHelp },
+  latency: { run: latencyBench, help: latencyHelp },
+  revenue: { run: revenueBench, help: revenueHelp },
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -3,7 +3,7 @@ import type { KafkaConnection } from '../../pipeline/kafka/client-config.ts';
 import { KafkaProducer } from '../../pipeline/kafka/producer.ts';
 import { encodeCopyRow } from '../../pipeline/codec/copy-text.ts';
 import type { Database } from '../../pipeline/postgres/db.ts';
-import { OrderFactory } from '../../topologies/orders-generator.ts';
+import { OrderFactory, type EventTimeOptions } from '../../topologies/orders-generator.ts';
 
 /** The columns orders-ingest writes, and the table it creates (kept identical here so every comparator writes the same). */
 export const ORDER_COLUMNS = ['order_id', 'order_number', 'product', 'quantity', 'price', 'ordered_at'];
@@ -31,11 +31,11 @@ export interface Prefill {
  * Fills a fresh topic with N orders made by the generator's own OrderFactory (UUIDv7 keys, seeded products and
  * prices), produced with the pipeline's producer, and keeps the valid rows' COPY text for the COPY ceiling.
  */
-export async function prefillOrders(kafka: KafkaConnection, topic: string, o: { count: number; partitions: number; invalidRatio: number; seed: number; batch: number }): Promise<Prefill> {
+export async function prefillOrders(kafka: KafkaConnection, topic: string, o: { count: number; partitions: number; invalidRatio: number; seed: number; batch: number; time?: EventTimeOptions }): Promise<Prefill> {
   await ensureTopics(kafka, [{ name: topic, partitions: o.partitions }]);
   const producer = new KafkaProducer(kafka, { 'client.id': 'bench-prefill' });
   await producer.connect();
-  const factory = new OrderFactory(o.seed, o.invalidRatio);
+  const factory = new OrderFactory(o.seed, o.invalidRatio, o.time);
   const copyBatches: string[] = [];
   let lines: string[] = [];
   let valid = 0;
