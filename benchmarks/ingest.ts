@@ -7,7 +7,7 @@ import { validateOrder, type Order } from '../pipeline/schema/validator.ts';
 import { KafkaSource } from '../pipeline/sources/kafka-source.ts';
 import type { KafkaConnection } from '../pipeline/kafka/client-config.ts';
 import { num, parseFlags } from './lib/args.ts';
-import { histogramQuantile, metricSum, runTopology, sampleAt } from './lib/child.ts';
+import { histogramQuantile, metricSum, runTopology, sampleAt, type TopologyRun } from './lib/child.ts';
 import { benchEnv, fresh, log, machine, type BenchEnv } from './lib/env.ts';
 import { cpuDelta, infraCpu, type InfraCpu } from './lib/infra-cpu.ts';
 import { createOrdersTable, ORDER_COLUMNS, prefillOrders } from './lib/orders.ts';
@@ -15,11 +15,12 @@ import { fmtInt, fmtMb, fmtMs, fmtRatio, printTable, writeBarChart, writeJson, t
 
 const FLAGS = {
   quick: 'bool', count: 'number', partitions: 'number', 'batch-size': 'number', 'invalid-ratio': 'number', seed: 'number',
-  'insert-rows': 'number', 'skip-baseline': 'bool', 'cpu-prof': 'string', keep: 'bool', echo: 'bool', ingest: 'string', 'node-options': 'string',
+  'insert-rows': 'number', 'skip-baseline': 'bool', 'cpu-prof': 'string', keep: 'bool', echo: 'bool', ingest: 'string', 'node-options': 'string', instances: 'number',
 } as const;
 
 export const ingestHelp = `ingest [--count N (1000000; --quick: 100000)] [--partitions 6] [--batch-size 10000] [--invalid-ratio 0]
-       [--seed 7] [--insert-rows 1000] [--skip-baseline] [--cpu-prof DIR] [--keep] [--echo] [--ingest "extra flags"] [--node-options "..."]`;
+       [--seed 7] [--insert-rows 1000] [--skip-baseline] [--cpu-prof DIR] [--keep] [--echo] [--ingest "extra flags"] [--node-options "..."]
+       [--instances 1 (orders-ingest processes in one consumer group)]`;
 
 interface Phase {
   records: number;
@@ -168,55 +169,61 @@ interface IngestResult extends Phase {
 }
 
 /** The real orders-ingest topology as a child process, timed from partition assignment to the last committed row. */
-async function ingestRun(env: BenchEnv, topic: string, table: string, o: { count: number; batch: number; partitions: number; cpuProf?: string; echo: boolean; extra: string[]; nodeArgs: string[] }): Promise<IngestResult> {
+async function ingestRun(env: BenchEnv, topic: string, table: string, o: { count: number; batch: number; partitions: number; cpuProf?: string; echo: boolean; extra: string[]; nodeArgs: string[]; instances: number }): Promise<IngestResult> {
   const group = fresh('bench_ingest');
   let doneAt = 0;
   let infraEnd: InfraCpu | undefined;
-  let ending = false;
-  const run = await runTopology({
-    env: env.childEnv,
-    args: ['orders-ingest', '--stop-when-idle', '2', '--topic', topic, '--table', table, '--group-id', group,
-      '--batch-size', String(o.batch), '--partitions', String(o.partitions), ...o.extra],
-    extraNodeArgs: [...(o.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProf}`] : []), ...o.nodeArgs],
-    marks: { assigned: /assigned .* partitions/ },
-    echo: o.echo,
-    onSample: (r, text) => {
-      if (doneAt || ending || !text) return;
-      const handled = metricSum(text, 'pipeline_sink_rows_written_total') + metricSum(text, 'pipeline_records_invalid_total');
-      if (handled >= o.count) {
-        doneAt = performance.now();
-        ending = true;
-        void infraCpu().then((c) => { infraEnd = c; });
-      }
-    },
-  });
+  const runs: TopologyRun[] = [];
+  // Several instances share the group, the way Kafka Streams scales out: partitions are spread over them.
+  const handled = () => runs.reduce((sum, r) => sum + metricSum(r.lastMetrics, 'pipeline_sink_rows_written_total') + metricSum(r.lastMetrics, 'pipeline_records_invalid_total'), 0);
+  for (let i = 0; i < o.instances; i++) {
+    runs.push(await runTopology({
+      env: env.childEnv,
+      args: ['orders-ingest', '--stop-when-idle', '2', '--topic', topic, '--table', table, '--group-id', group,
+        '--batch-size', String(o.batch), '--partitions', String(o.partitions), ...o.extra],
+      extraNodeArgs: [...(o.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProf}`] : []), ...o.nodeArgs],
+      marks: { assigned: /assigned .* partitions/ },
+      echo: o.echo,
+      onSample: (_r, text) => {
+        if (doneAt || !text) return;
+        if (handled() >= o.count) {
+          doneAt = performance.now();
+          void infraCpu().then((c) => { infraEnd = c; });
+        }
+      },
+    }));
+  }
   let infra0: InfraCpu = {};
   let exited = false;
-  void run.exited.then(() => { exited = true; });
+  const codes = Promise.all(runs.map((r) => r.exited));
+  void codes.then(() => { exited = true; });
+  const startOf = () => Math.min(...runs.map((r) => r.marks.get('assigned') ?? Infinity));
   const waitAssigned = (async () => {
-    while (!run.marks.has('assigned') && !exited) await new Promise((r) => setTimeout(r, 20));
+    while (!Number.isFinite(startOf()) && !exited) await new Promise((r) => setTimeout(r, 20));
     infra0 = await infraCpu();
   })();
-  const code = await run.exited;
+  const code = Math.max(...(await codes));
   await waitAssigned.catch(() => undefined);
-  const start = run.marks.get('assigned');
-  if (code !== 0 || start === undefined || !doneAt) {
-    throw new Error(`orders-ingest exited with ${code} before committing ${o.count} records:\n${run.stderr.slice(-20).join('\n')}`);
+  const start = startOf();
+  if (code !== 0 || !Number.isFinite(start) || !doneAt) {
+    throw new Error(`orders-ingest exited with ${code} before committing ${o.count} records:\n${runs.flatMap((r) => r.stderr.slice(-20)).join('\n')}`);
   }
-  const s0 = sampleAt(run.samples, start)!;
-  const s1 = sampleAt(run.samples, doneAt)!;
-  const window = run.samples.filter((s) => s.at >= start && s.at <= doneAt).map((s) => s.rssBytes).sort((a, b) => a - b);
+  const sum = (f: (r: TopologyRun) => number) => runs.reduce((acc, r) => acc + f(r), 0);
+  const cpuAt = (r: TopologyRun, at: number) => sampleAt(r.samples, at)?.cpuSeconds ?? 0;
+  const window = runs.flatMap((r) => r.samples.filter((s) => s.at >= start && s.at <= doneAt).map((s) => s.rssBytes)).sort((a, b) => a - b);
   const rows = Number((await env.db.one(`SELECT count(*) AS n FROM ${tableName(table)}`)).n);
+  const metrics = runs.map((r) => r.lastMetrics).join('\n');
   return {
-    records: o.count, seconds: (doneAt - start) / 1000, cpuSeconds: s1.cpuSeconds - s0.cpuSeconds,
+    records: o.count, seconds: (doneAt - start) / 1000, cpuSeconds: sum((r) => cpuAt(r, doneAt) - cpuAt(r, start)),
     infra: infraEnd ? cpuDelta(infra0, infraEnd) : {},
-    peakRss: Math.max(...run.samples.map((s) => s.hwmBytes)),
-    startRss: s0.rssBytes,
+    // per instance: the largest of them
+    peakRss: Math.max(...runs.flatMap((r) => r.samples.map((s) => s.hwmBytes))),
+    startRss: Math.max(...runs.map((r) => sampleAt(r.samples, start)?.rssBytes ?? 0)),
     steadyRss: window.length ? window[Math.floor(window.length / 2)] : NaN,
-    flushP50: histogramQuantile(run.lastMetrics, 'pipeline_sink_flush_duration_seconds', 0.5),
-    flushP99: histogramQuantile(run.lastMetrics, 'pipeline_sink_flush_duration_seconds', 0.99),
-    flushes: metricSum(run.lastMetrics, 'pipeline_sink_flush_duration_seconds_count'),
-    totalCpuSeconds: run.samples.at(-1)!.cpuSeconds,
+    flushP50: histogramQuantile(metrics, 'pipeline_sink_flush_duration_seconds', 0.5),
+    flushP99: histogramQuantile(metrics, 'pipeline_sink_flush_duration_seconds', 0.99),
+    flushes: metricSum(metrics, 'pipeline_sink_flush_duration_seconds_count'),
+    totalCpuSeconds: sum((r) => r.samples.at(-1)?.cpuSeconds ?? 0),
     rows, exitCode: code,
   };
 }
@@ -234,6 +241,7 @@ export async function ingestBench(argv: string[]): Promise<void> {
   const invalidRatio = num(f, 'invalid-ratio', 0);
   const seed = num(f, 'seed', 7);
   const insertRows = num(f, 'insert-rows', 1000);
+  const instances = num(f, 'instances', 1);
   const env = await benchEnv();
   const topic = fresh('bench_orders');
   const names = { ceiling: fresh('bench_copy'), ingest: fresh('bench_ingest'), baseline: fresh('bench_insert') };
@@ -257,7 +265,7 @@ export async function ingestBench(argv: string[]): Promise<void> {
     log('orders-ingest (child process)');
     const nodeArgs = typeof f['node-options'] === 'string' ? f['node-options'].split(/\s+/).filter(Boolean) : [];
     const extra = typeof f.ingest === 'string' ? f.ingest.split(/\s+/).filter(Boolean) : [];
-    const ing = await ingestRun(env, topic, names.ingest, { count, batch, partitions, cpuProf: f['cpu-prof'] as string | undefined, echo: f.echo === true, extra, nodeArgs });
+    const ing = await ingestRun(env, topic, names.ingest, { count, batch, partitions, cpuProf: f['cpu-prof'] as string | undefined, echo: f.echo === true, extra, nodeArgs, instances });
     log(`  ${fmtInt(rate(ing))} records/s, ${ing.rows} rows`);
     if (ing.rows !== pre.valid) throw new Error(`orders-ingest wrote ${ing.rows} rows, expected ${pre.valid}`);
 
@@ -274,7 +282,7 @@ export async function ingestBench(argv: string[]): Promise<void> {
       benchmark: 'ingest',
       at: new Date().toISOString(),
       machine: machine(),
-      parameters: { count, partitions, batch_size: batch, invalid_ratio: invalidRatio, seed, insert_rows_per_statement: insertRows, key: 'uuidv7', ingest_extra_flags: extra, ingest_node_options: nodeArgs },
+      parameters: { count, partitions, batch_size: batch, invalid_ratio: invalidRatio, seed, insert_rows_per_statement: insertRows, key: 'uuidv7', ingest_extra_flags: extra, ingest_node_options: nodeArgs, ingest_instances: instances },
       ingest_records_per_s: rate(ing),
       ceiling_kafka_records_per_s: rate(a),
       ceiling_copy_records_per_s: rate(b),
@@ -298,7 +306,7 @@ export async function ingestBench(argv: string[]): Promise<void> {
     };
     const file = writeJson('ingest', result);
     const rows: Row[] = [
-      ['orders-ingest (child process)', `${fmtInt(rate(ing))} rec/s`, `${ing.seconds.toFixed(2)} s, ${fmtInt(ing.flushes)} flushes`],
+      [instances > 1 ? `orders-ingest (${instances} processes)` : 'orders-ingest (child process)', `${fmtInt(rate(ing))} rec/s`, `${ing.seconds.toFixed(2)} s, ${fmtInt(ing.flushes)} flushes`],
       ['ceiling A: Kafka read only', `${fmtInt(rate(a))} rec/s`],
       ['ceiling B: COPY from memory', `${fmtInt(rate(b))} rec/s`, `batches of ${batch}, one connection`],
       ['baseline: multi-row INSERT', base ? `${fmtInt(rate(base))} rec/s` : 'skipped', `${insertRows} rows a statement`],
