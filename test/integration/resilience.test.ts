@@ -1,0 +1,172 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import net from 'node:net';
+import { db, dropAll, runTopology, startTopology, unique, waitUntil, type Run } from '../helpers/infra.ts';
+
+/** A free loopback port (listen on 0, close). */
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', () => resolve()));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
+
+/**
+ * A TCP proxy on a fixed port that is closed (connections refused) until opened, then forwards to the target:
+ * a database or broker that is down at start and comes up later.
+ */
+class GatedProxy {
+  private server: net.Server | undefined;
+  private readonly sockets = new Set<net.Socket>();
+  constructor(readonly port: number, private readonly target: { host: string; port: number }) {}
+
+  async open(): Promise<void> {
+    this.server = net.createServer((client) => {
+      const upstream = net.connect(this.target.port, this.target.host);
+      for (const s of [client, upstream]) {
+        this.sockets.add(s);
+        s.on('close', () => this.sockets.delete(s));
+        s.on('error', () => { client.destroy(); upstream.destroy(); });
+      }
+      client.pipe(upstream).pipe(client);
+    });
+    await new Promise<void>((resolve) => this.server!.listen(this.port, '127.0.0.1', () => resolve()));
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    if (this.server) await new Promise<void>((resolve) => this.server!.close(() => resolve()));
+    this.server = undefined;
+  }
+}
+
+async function http(port: number, path: string): Promise<{ status: number; body: string }> {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`);
+  return { status: res.status, body: await res.text() };
+}
+
+const alive = (r: Run) => r.child.exitCode === null && r.child.signalCode === null;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('orders-ingest when Postgres or Kafka is down at start', function () {
+  this.timeout(180_000);
+  const topic = unique('orders');
+  const table = unique('orders_data');
+  const group = unique('ingest');
+  const runs: Run[] = [];
+  const proxies: GatedProxy[] = [];
+  before(async () => {
+    const gen = await runTopology(['orders-generator', '--topic', topic, '--partitions', '2', '--count', '500', '--rate', '0']);
+    assert.equal(gen.code, 0, gen.stderr);
+  });
+  after(async () => {
+    for (const r of runs) r.child.kill('SIGKILL');
+    for (const p of proxies) await p.close();
+    await dropAll([topic, `${topic}.dlq`], [table], [group]);
+  });
+
+  for (const down of ['postgres', 'kafka'] as const) {
+    it(`${down} down: live but not ready, retries with a few clear lines, no crash loop; ready and ingesting once it comes up`, async () => {
+      const real = down === 'postgres' ? new URL(process.env.DATABASE_URL!) : new URL(`kafka://${process.env.KAFKA_BROKERS!.split(',')[0]}`);
+      const proxy = new GatedProxy(await freePort(), { host: real.hostname, port: Number(real.port) });
+      proxies.push(proxy);
+      const env: NodeJS.ProcessEnv = { METRICS_PORT: String(await freePort()) };
+      if (down === 'postgres') {
+        const url = new URL(process.env.DATABASE_URL!);
+        url.port = String(proxy.port);
+        env.DATABASE_URL = url.toString();
+      } else {
+        env.KAFKA_BROKERS = `127.0.0.1:${proxy.port}`;
+      }
+      const groupId = `${group}_${down}`;
+      const run = startTopology(['orders-ingest', '--topic', topic, '--table', table, '--group-id', groupId, '--partitions', '2'], env);
+      runs.push(run);
+      const port = Number(env.METRICS_PORT);
+      await waitUntil('the metrics server', async () => http(port, '/healthz').then(() => true, () => false));
+      await waitUntil('a retry line', async () => /failed \(attempt 1, retrying with backoff\)/.test(run.stderr()), 60_000);
+      await sleep(6000);
+      assert.ok(alive(run), run.stderr());
+      assert.equal((await http(port, '/healthz')).status, 200);
+      assert.equal((await http(port, '/readyz')).status, 503, 'not ready while the dependency is down');
+      const retryLines = run.stderr().split('\n').filter((l) => /attempt \d+/.test(l));
+      assert.ok(retryLines.length >= 1 && retryLines.length <= 3, `one line per retry interval, not a flood:\n${run.stderr()}`);
+      assert.ok(run.stderr().split('\n').length < 30, `a few clear lines:\n${run.stderr()}`);
+
+      await proxy.open();
+      await waitUntil('ready', async () => (await http(port, '/readyz')).status === 200, 90_000);
+      const count = async () => (await db().one<{ n: number }>('SELECT count(*)::int AS n FROM $1:name', [table]).catch(() => ({ n: -1 }))).n;
+      const before = down === 'postgres' ? 0 : 500; // the second case reads the same topic into the same table, with its own group
+      await waitUntil('the backlog ingested', async () => {
+        const rows = await db().one<{ n: number }>('SELECT coalesce(sum(greatest(next_offset, 0)), 0)::int AS n FROM pipeline_offsets WHERE group_id = $1', [groupId]).catch(() => ({ n: 0 }));
+        return rows.n === 500;
+      }, 90_000);
+      if (down === 'postgres') assert.equal(await count(), 500);
+      else assert.equal(await count(), before, 'the same orders again are duplicates, not new rows');
+      run.child.kill('SIGTERM');
+      assert.equal(await run.exited, 0, run.stderr());
+    });
+  }
+});
+
+function vm(pid: number): { rss: number; hwm: number } {
+  const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? 0);
+  return { rss: kb('VmRSS') * 1024, hwm: kb('VmHWM') * 1024 };
+}
+
+describe('backpressure: the sink stalled by a table lock', function () {
+  this.timeout(240_000);
+  const topic = unique('orders');
+  const table = unique('orders_data');
+  const group = unique('ingest');
+  let run: Run | undefined;
+  after(async () => {
+    run?.child.kill('SIGKILL');
+    await dropAll([topic, `${topic}.dlq`], [table], [group]);
+  });
+
+  it('pauses while the lock is held, memory stays bounded as the backlog grows, and resumes by itself', async () => {
+    const gen = (count: number) => runTopology(['orders-generator', '--topic', topic, '--partitions', '3', '--count', String(count), '--rate', '0']);
+    assert.equal((await gen(2000)).code, 0);
+    run = startTopology(['orders-ingest', '--topic', topic, '--table', table, '--group-id', group, '--partitions', '3', '--batch-size', '5000']);
+    const committed = async () => Number((await db().one<{ n: string }>(
+      'SELECT coalesce(sum(greatest(next_offset, 0)), 0)::bigint AS n FROM pipeline_offsets WHERE group_id = $1', [group])).n);
+    await waitUntil('the first 2000', async () => (await committed().catch(() => 0)) === 2000, 90_000);
+
+    // A transaction holds an ACCESS EXCLUSIVE lock on the table: every COPY waits on it.
+    const locker = await db().connect();
+    const samples: number[] = [];
+    let stalledAt = 0;
+    try {
+      await locker.none('BEGIN');
+      await locker.none('LOCK TABLE $1:name IN ACCESS EXCLUSIVE MODE', [table]);
+      const backlog = gen(300_000); // the backlog grows while the sink is stalled
+      const pid = run.child.pid!;
+      for (let i = 0; i < 48; i++) { // about 12 s of samples
+        samples.push(vm(pid).rss);
+        await sleep(250);
+      }
+      assert.equal((await backlog).code, 0);
+      stalledAt = await committed();
+      assert.equal(stalledAt, 2000, 'nothing committed while the table is locked');
+      assert.ok(run.child.exitCode === null, run.stderr());
+    } finally {
+      await locker.none('COMMIT').catch(() => undefined);
+      locker.done();
+    }
+    await waitUntil('the backlog after the lock', async () => (await committed()) === 302_000, 180_000);
+    const rows = await db().one<{ n: number; d: number }>('SELECT count(*)::int AS n, count(DISTINCT order_id)::int AS d FROM $1:name', [table]);
+    assert.deepEqual(rows, { n: 302_000, d: 302_000 });
+    const { hwm } = vm(run.child.pid!);
+    const peak = Math.max(...samples);
+    const third = Math.floor(samples.length / 3);
+    const early = Math.max(...samples.slice(0, third));
+    const late = Math.max(...samples.slice(-third));
+    process.stderr.write(`      backpressure: peak RSS during the stall ${(peak / 2 ** 20).toFixed(0)} MB (early ${(early / 2 ** 20).toFixed(0)}, late ${(late / 2 ** 20).toFixed(0)}), VmHWM after catching up ${(hwm / 2 ** 20).toFixed(0)} MB\n`);
+    assert.ok(peak < 400 * 2 ** 20, `peak RSS ${peak} during the stall`);
+    assert.ok(late - early < 100 * 2 ** 20, `RSS kept rising with the backlog: ${early} -> ${late}`);
+    run.child.kill('SIGTERM');
+    assert.equal(await run.exited, 0, run.stderr());
+  });
+});
