@@ -15,6 +15,7 @@ export const consumerOptions = (defaults: { group: string; batch: number }): Opt
   { name: 'group-id', type: 'string', default: defaults.group, help: 'consumer group, also the key of the offsets in Postgres' },
   { name: 'batch-size', type: 'int', min: 1, max: 1_000_000, default: defaults.batch, help: 'records per flush (one transaction)' },
   { name: 'batch-wait-ms', type: 'int', min: 1, max: 600_000, default: 500, help: 'longest time a record waits for its flush' },
+  { name: 'sink-connections', type: 'int', min: 1, max: 16, default: 2, help: 'flushes written at once, each on its own connection for a disjoint set of partitions' },
   { name: 'stop-when-idle', type: 'number', min: 0, help: 'exit 0 once everything read is committed and nothing new came for this many seconds' },
 ];
 
@@ -40,6 +41,7 @@ export async function runPlan(name: string, plan: TopologyPlan, ctx: TopologyCon
     dlqTopic,
     relay: new DeadLetterRelay(db, ctx.kafka, ctx.metrics, ctx.log),
     batch: { maxRecords: v['batch-size'] as number, maxWaitMs: v['batch-wait-ms'] as number },
+    lanes: v['sink-connections'] as number,
     stopWhenIdleMs: v['stop-when-idle'] === undefined ? undefined : (v['stop-when-idle'] as number) * 1000,
     metrics: ctx.metrics,
     progress: new Progress(name, 'rec'),

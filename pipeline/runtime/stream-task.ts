@@ -45,6 +45,12 @@ export interface StreamTaskOptions {
   dlqTopic: string;
   relay: DeadLetterRelay;
   batch: BatchPolicy;
+  /**
+   * Flushes written at the same time, each on its own Postgres connection for a disjoint set of partitions
+   * (partition % lanes), each with its own offsets: the database backend is the bottleneck at one core, and two
+   * COPY streams use the second. Exactly-once holds per partition, so it holds for any number of lanes.
+   */
+  lanes?: number;
   stopWhenIdleMs?: number;
   metrics: PipelineMetrics;
   progress: Progress;
@@ -77,6 +83,12 @@ interface Flush {
   closedThrough: Map<number, number>;
 }
 
+/** A set of partitions flushed one transaction at a time: its pending batch and the flush in flight. */
+class Lane {
+  pending = new Pending();
+  inflight: Promise<FlushOutcome> | undefined;
+}
+
 type FlushOutcome = { ok: true } | { ok: false; error: unknown; partitions: number[] };
 
 /**
@@ -98,8 +110,7 @@ export class StreamTask {
   private producer: KafkaProducer | undefined;
   private readonly committed = new Map<number, number>();
   private readonly lastSeen = new Map<number, number>();
-  private pending = new Pending();
-  private inflight: Promise<FlushOutcome> | undefined;
+  private readonly lanes: Lane[];
   private lastActivity = Date.now();
   private connectedAt = 0;
   private assignedOnce = false;
@@ -108,6 +119,7 @@ export class StreamTask {
 
   constructor(private readonly o: StreamTaskOptions) {
     this.executor = new PlanExecutor(o.plan);
+    this.lanes = Array.from({ length: Math.max(1, o.lanes ?? 1) }, () => new Lane());
     for (const s of this.executor.sinks) {
       if (s.kind === 'postgres') {
         this.copySinks.set(s.name, { spec: s, label: s.table, sink: new PostgresCopySink({ table: tableName(s.table), columns: s.columns, dlqTopic: o.dlqTopic }) });
@@ -118,7 +130,7 @@ export class StreamTask {
       }
     }
     this.ctx = {
-      deadLetter: (r, reason, message) => this.pending.deadLetters.push(deadLetterOf(r, o.dlqTopic, reason, message)),
+      deadLetter: (r, reason, message) => this.laneOf(r.partition).pending.deadLetters.push(deadLetterOf(r, o.dlqTopic, reason, message)),
       late: (_r, stage) => o.metrics.lateRecords.inc({ topology: o.topology, stage }),
     };
     this.source = new KafkaSource(o.conn, o.plan.topic, o.groupId, {
@@ -189,20 +201,18 @@ export class StreamTask {
         if (messages.length) {
           this.lastActivity = Date.now();
           await this.accept(messages);
-        } else if (this.pending.count === 0) {
-          await this.settle(); // nothing to overlap the flush in flight with
+        } else if (this.lanes.every((l) => l.pending.count === 0)) {
+          for (const lane of this.lanes) await this.settle(lane); // nothing to overlap the flushes in flight with
         }
-        const p = this.pending;
-        if (p.count >= o.batch.maxRecords || (p.count > 0 && Date.now() - p.startedAt >= o.batch.maxWaitMs)) {
-          await this.startFlush();
+        for (const lane of this.lanes) {
+          const p = lane.pending;
+          if (p.count >= o.batch.maxRecords || (p.count > 0 && Date.now() - p.startedAt >= o.batch.maxWaitMs)) await this.startFlush(lane);
         }
         if (this.idle()) break;
       }
-      await this.settle();
-      if (this.pending.count) {
-        await this.startFlush();
-        await this.settle();
-      }
+      for (const lane of this.lanes) await this.settle(lane);
+      for (const lane of this.lanes) if (lane.pending.count) await this.startFlush(lane);
+      for (const lane of this.lanes) await this.settle(lane);
     } catch (err) {
       if (!(err instanceof Aborted)) throw err;
     } finally {
@@ -220,7 +230,7 @@ export class StreamTask {
    */
   private idle(): boolean {
     const ms = this.o.stopWhenIdleMs;
-    if (ms === undefined || this.pending.count > 0 || this.inflight !== undefined) return false;
+    if (ms === undefined || this.lanes.some((l) => l.pending.count > 0 || l.inflight !== undefined)) return false;
     if (!this.assignedOnce && Date.now() - this.connectedAt < 60_000) return false;
     return Date.now() - this.lastActivity >= ms;
   }
@@ -233,23 +243,21 @@ export class StreamTask {
     }
     // Only now, after any wait, take what is still ours and new: a rebalance or a rewind may have come meanwhile.
     const batch: StreamRecord[] = [];
-    const pending = this.pending;
     for (const m of messages) {
       const seen = this.lastSeen.get(m.partition);
       if (m.topic !== o.plan.topic || seen === undefined || m.offset <= seen) continue;
       this.lastSeen.set(m.partition, m.offset);
+      const pending = this.laneOf(m.partition).pending;
+      if (pending.count === 0) pending.startedAt = Date.now();
       pending.last.set(m.partition, m.offset);
+      pending.count++;
       batch.push(toRecord(m));
     }
     if (!batch.length) return;
-    if (pending.count === 0) pending.startedAt = Date.now();
-    pending.count += batch.length;
     o.metrics.consumed.inc({ topology: o.topology, topic: o.plan.topic }, batch.length);
     const out = new Map<string, StreamRecord[]>();
     this.executor.run(batch, this.ctx, out);
     for (const [name, records] of out) {
-      let list = pending.outputs.get(name);
-      if (!list) pending.outputs.set(name, (list = []));
       const copy = this.copySinks.get(name);
       for (const r of records) {
         if (copy) {
@@ -265,16 +273,23 @@ export class StreamTask {
             continue;
           }
         }
+        const pending = this.laneOf(r.partition).pending;
+        let list = pending.outputs.get(name);
+        if (!list) pending.outputs.set(name, (list = []));
         list.push(r);
       }
     }
   }
 
-  private async startFlush(): Promise<void> {
-    await this.settle();
+  private laneOf(partition: number): Lane {
+    return this.lanes[partition % this.lanes.length];
+  }
+
+  private async startFlush(lane: Lane): Promise<void> {
+    await this.settle(lane);
     await this.source.settled();
-    const pending = this.pending;
-    this.pending = new Pending();
+    const pending = lane.pending;
+    lane.pending = new Pending();
     if (!pending.count) return;
     const offsets: OffsetMove[] = [...pending.last].map(([partition, last]) => ({
       partition, expected: this.committed.get(partition) ?? -1, next: last + 1,
@@ -290,7 +305,7 @@ export class StreamTask {
         closedThrough.set(m.partition, Math.min(closedThrough.get(m.partition) ?? Infinity, s.closedThrough(m.partition)));
       }
     }
-    this.inflight = this.flush({ pending, offsets, changelog, closedThrough });
+    lane.inflight = this.flush({ pending, offsets, changelog, closedThrough });
   }
 
   private async flush(f: Flush): Promise<FlushOutcome> {
@@ -355,12 +370,12 @@ export class StreamTask {
     return [...this.copySinks.values()].map((s) => s.label).concat([...this.windowSinks.values()].map((s) => s.table.replace(/"/g, ''))).join(',') || 'none';
   }
 
-  /** Waits for the flush in flight; if it failed, rewinds its partitions to what Postgres holds. */
-  private async settle(): Promise<void> {
-    const inflight = this.inflight;
+  /** Waits for the lane's flush in flight; if it failed, rewinds its partitions to what Postgres holds. */
+  private async settle(lane: Lane): Promise<void> {
+    const inflight = lane.inflight;
     if (!inflight) return;
     const outcome = await inflight;
-    this.inflight = undefined;
+    if (lane.inflight === inflight) lane.inflight = undefined;
     if (outcome.ok) return;
     const { o } = this;
     o.metrics.flushRetries.inc({ topology: o.topology, table: this.tableLabel() });
@@ -371,7 +386,7 @@ export class StreamTask {
   private async rewind(partitions: number[]): Promise<void> {
     const { o } = this;
     const owned = partitions.filter((p) => this.committed.has(p));
-    this.pending.dropPartitions(new Set(partitions));
+    for (const lane of this.lanes) lane.pending.dropPartitions(new Set(partitions));
     if (!owned.length) return;
     const stored = await retry('reading offsets from Postgres', () => loadOffsets(o.db, o.groupId, o.plan.topic, owned), o.log, o.signal);
     await this.restoreState(owned, stored);
@@ -413,8 +428,8 @@ export class StreamTask {
 
   /** Finish the flush in flight (so its offsets land before another instance reads them), drop the rest. */
   private async onRevoke(partitions: number[]): Promise<void> {
-    if (this.inflight) await this.inflight;
-    this.pending.dropPartitions(new Set(partitions));
+    for (const lane of this.lanes) if (lane.inflight) await lane.inflight;
+    for (const lane of this.lanes) lane.pending.dropPartitions(new Set(partitions));
     for (const p of partitions) {
       this.committed.delete(p);
       this.lastSeen.delete(p);

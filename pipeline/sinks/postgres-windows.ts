@@ -63,14 +63,16 @@ export class PostgresWindowSink {
       const update = this.cols.map((c) => `${pgp.as.name(c)} = EXCLUDED.${pgp.as.name(c)}`).join(', ');
       await conn.none(`${pgp.helpers.insert(rows, cs)} ON CONFLICT (${pgp.as.name(s.windowStart)}, ${pgp.as.name(s.keyColumn)}, partition) DO UPDATE SET ${update}`);
     }
+    // Lock every watermark row of the application first, so flushes of other partitions (another lane, another
+    // instance) merge one after another and never deadlock on each other's rows.
+    await conn.any(`SELECT 1 FROM ${WATERMARKS_TABLE} WHERE application_id = $1 AND topic = $2 ORDER BY partition FOR UPDATE`, [this.applicationId, this.topic]);
     for (const [partition, t] of closedThrough) {
       if (!Number.isFinite(t)) continue;
       await conn.none(`UPDATE ${WATERMARKS_TABLE} SET closed_through = GREATEST(closed_through, $4)
         WHERE application_id = $1 AND topic = $2 AND partition = $3`, [this.applicationId, this.topic, partition, Math.floor(t)]);
     }
-    // The lock on every watermark row of the application serialises instances merging at the same time.
-    const { global } = await conn.one<{ global: string | null }>(`SELECT min(closed_through)::text AS global FROM
-      (SELECT closed_through FROM ${WATERMARKS_TABLE} WHERE application_id = $1 AND topic = $2 FOR UPDATE) w`, [this.applicationId, this.topic]);
+    const { global } = await conn.one<{ global: string | null }>(`SELECT min(closed_through)::text AS global FROM ${WATERMARKS_TABLE}
+      WHERE application_id = $1 AND topic = $2`, [this.applicationId, this.topic]);
     if (global === null || global === NEVER) return 0;
     const ws = pgp.as.name(s.windowStart);
     const we = pgp.as.name(s.windowEnd);
