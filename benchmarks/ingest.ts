@@ -40,6 +40,8 @@ async function checkpoint(db: Database): Promise<void> {
  * fastest here (4 MB a partition, 50 MB fetches, 32 MB queued), so the ceiling is not lowered by the pipeline's
  * memory-saving defaults.
  */
+const LOOP_DELAY = new URL('./lib/loop-delay.mjs', import.meta.url).href;
+
 export const FAST_READ = { 'fetch.max.bytes': 52_428_800, 'max.partition.fetch.bytes': 4_194_304, 'queued.max.messages.kbytes': 32_768 };
 
 async function kafkaCeiling(env: BenchEnv, topic: string, count: number): Promise<Phase> {
@@ -163,6 +165,7 @@ interface IngestResult extends Phase {
   flushP50: number;
   flushP99: number;
   flushes: number;
+  loopDelay: Record<string, number>;
   totalCpuSeconds: number;
   rows: number;
   exitCode: number;
@@ -181,7 +184,7 @@ async function ingestRun(env: BenchEnv, topic: string, table: string, o: { count
       env: env.childEnv,
       args: ['orders-ingest', '--stop-when-idle', '2', '--topic', topic, '--table', table, '--group-id', group,
         '--batch-size', String(o.batch), '--partitions', String(o.partitions), ...o.extra],
-      extraNodeArgs: [...(o.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProf}`] : []), ...o.nodeArgs],
+      extraNodeArgs: ['--import', LOOP_DELAY, ...(o.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProf}`] : []), ...o.nodeArgs],
       marks: { assigned: /assigned .* partitions/ },
       echo: o.echo,
       onSample: (_r, text) => {
@@ -224,8 +227,17 @@ async function ingestRun(env: BenchEnv, topic: string, table: string, o: { count
     flushP99: histogramQuantile(metrics, 'pipeline_sink_flush_duration_seconds', 0.99),
     flushes: metricSum(metrics, 'pipeline_sink_flush_duration_seconds_count'),
     totalCpuSeconds: sum((r) => r.samples.at(-1)?.cpuSeconds ?? 0),
+    loopDelay: loopDelay(runs[0].stderr),
     rows, exitCode: code,
   };
+}
+
+/** The child's event-loop delay (benchmarks/lib/loop-delay.mjs), over its whole life. */
+function loopDelay(stderr: string[]): Record<string, number> {
+  const line = stderr.find((l) => l.startsWith('[bench] event-loop delay'));
+  const out: Record<string, number> = {};
+  if (line) for (const m of line.matchAll(/(p50|p99|max|mean) ([\d.]+)/g)) out[`${m[1]}_ms`] = Number(m[2]);
+  return out;
 }
 
 function perMillion(p: Phase, s: number | undefined): number {
@@ -298,6 +310,7 @@ export async function ingestBench(argv: string[]): Promise<void> {
       ingest_flush_p50_seconds: ing.flushP50,
       ingest_flush_p99_seconds: ing.flushP99,
       ingest_flushes: ing.flushes,
+      ingest_event_loop_delay: ing.loopDelay,
       postgres_cpu_seconds_per_million: { ingest: perMillion(ing, ing.infra.postgres), ceiling_copy: perMillion(b, b.infra.postgres), baseline_insert: base ? perMillion(base, base.infra.postgres) : null },
       postgres_cpu_utilisation: { ingest: (ing.infra.postgres ?? NaN) / ing.seconds, ceiling_copy: (b.infra.postgres ?? NaN) / b.seconds, baseline_insert: base ? (base.infra.postgres ?? NaN) / base.seconds : null },
       kafka_broker_cpu_seconds_per_million: { ingest: perMillion(ing, ing.infra.kafka), ceiling_kafka: perMillion(a, a.infra.kafka) },
@@ -316,6 +329,7 @@ export async function ingestBench(argv: string[]): Promise<void> {
       ['Postgres CPU s per 1M: ingest', result.postgres_cpu_seconds_per_million.ingest.toFixed(2), `busy ${(result.postgres_cpu_utilisation.ingest * 100).toFixed(0)}% of a core`],
       ['Postgres CPU s per 1M: COPY', result.postgres_cpu_seconds_per_million.ceiling_copy.toFixed(2), `busy ${(result.postgres_cpu_utilisation.ceiling_copy * 100).toFixed(0)}% of a core`],
       ['ingest peak RSS', fmtMb(ing.peakRss), `steady (median) ${fmtMb(ing.steadyRss)}, at start ${fmtMb(ing.startRss)}`],
+      ['event-loop delay p50 / p99 / max', `${ing.loopDelay.p50_ms ?? NaN} / ${ing.loopDelay.p99_ms ?? NaN} / ${ing.loopDelay.max_ms ?? NaN} ms`, 'what each round trip of a flush waits behind'],
       ['flush latency p50 / p99', `${fmtMs(ing.flushP50)} / ${fmtMs(ing.flushP99)}`, 'BEGIN..COMMIT, from the histogram'],
     ];
     printTable(`ingest: ${fmtInt(count)} records, ${partitions} partitions, batch ${fmtInt(batch)}`, rows);
