@@ -6,7 +6,8 @@
 import { topologies } from '../../topologies/index.ts';
 import { fromEnv, helpText, parseArgs, type OptionSpec, type OptionValues, type ParsedArgs } from '../config/options.ts';
 import { ConfigError, EnvironmentError, errorMessage } from '../errors.ts';
-import { kafkaConnection } from '../kafka/client-config.ts';
+import Kafka from 'node-rdkafka';
+import { checkKafkaConfig, kafkaConnection } from '../kafka/client-config.ts';
 import { ensureInfrastructure } from '../local/index.ts';
 import { PipelineMetrics, serveMetrics } from '../metrics/registry.ts';
 import { closeDatabases, database, redactUrl } from '../postgres/db.ts';
@@ -67,6 +68,8 @@ async function main(argv: string[]): Promise<number> {
   // Parse again against the selected topologies only, so a flag none of them takes is an error.
   const args = parseArgs(argv, [...GLOBAL, ...mergedSpecs(selected)]);
   const kafka = kafkaConnection('', (args.values.kafka as string[] | undefined) ?? []);
+  // A client that is created but never connected: librdkafka checks every property here.
+  checkKafkaConfig(kafka, (config) => new Kafka.Producer({ ...config, 'bootstrap.servers': '127.0.0.1:1' } as Kafka.ProducerGlobalConfig));
   const metricsPortSpec = GLOBAL.find((s) => s.name === 'metrics-port')!;
   const metricsPort = (args.values['metrics-port'] as number | undefined) ?? (fromEnv(metricsPortSpec, process.env, 'METRICS_PORT') as number | undefined) ?? 9464;
   const metricsHost = (args.values['metrics-host'] as string | undefined) ?? process.env.METRICS_HOST ?? '127.0.0.1';

@@ -39,6 +39,21 @@ export function kafkaConnection(brokers: string, flagPairs: string[], env: NodeJ
   return { brokers, extra: { ...fromEnv, ...parseKafkaPairs(flagPairs, '--kafka') } };
 }
 
+/**
+ * Checks the passed-through properties with librdkafka itself, at start: an unknown property, a bad value or one
+ * this build lacks (OAuth without libcurl) is a configuration error (exit code 2), with any secret value masked.
+ */
+export function checkKafkaConfig(conn: KafkaConnection, create: (config: KafkaConfig) => unknown): void {
+  if (!Object.keys(conn.extra).length) return;
+  try {
+    create(clientConfig(conn, {}));
+  } catch (err) {
+    let message = err instanceof Error ? err.message : String(err);
+    for (const [k, v] of Object.entries(conn.extra)) if (isSecretKey(k) && String(v)) message = message.split(String(v)).join('***');
+    throw new ConfigError(`--kafka / KAFKA_CONFIG: ${message}`);
+  }
+}
+
 export function clientConfig(conn: KafkaConnection, own: KafkaConfig): KafkaConfig {
   return { 'bootstrap.servers': conn.brokers, ...own, ...conn.extra };
 }

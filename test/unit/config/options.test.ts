@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { fromEnv, parseArgs, type OptionSpec } from '../../../pipeline/config/options.ts';
-import { kafkaConnection, redactConfig } from '../../../pipeline/kafka/client-config.ts';
+import Kafka from 'node-rdkafka';
+import { checkKafkaConfig, kafkaConnection, redactConfig } from '../../../pipeline/kafka/client-config.ts';
 import { ConfigError } from '../../../pipeline/errors.ts';
 import { tableName } from '../../../pipeline/postgres/db.ts';
 
@@ -53,6 +54,14 @@ describe('flag parser', () => {
     assert.deepEqual(conn.extra, { 'security.protocol': 'SASL_SSL', 'sasl.password': 'flag-secret' });
     assert.deepEqual(redactConfig(conn.extra), { 'security.protocol': 'SASL_SSL', 'sasl.password': '***' });
     assert.throws(() => kafkaConnection('b', ['novalue'], {}), /expected key=value/);
+  });
+
+  it('has librdkafka check passed-through properties at start, masking secret values in its message', () => {
+    const create = (config: Record<string, unknown>) => new Kafka.Producer(config as Kafka.ProducerGlobalConfig);
+    checkKafkaConfig(kafkaConnection('127.0.0.1:1', ['linger.ms=5']), create);
+    assert.throws(() => checkKafkaConfig(kafkaConnection('127.0.0.1:1', ['no.such.property=1']), create), /--kafka \/ KAFKA_CONFIG: No such configuration property: "no.such.property"/);
+    assert.throws(() => checkKafkaConfig(kafkaConnection('127.0.0.1:1', ['sasl.password=Hunter2', 'linger.ms=soon']), create),
+      (err: Error) => err instanceof ConfigError && !err.message.includes('Hunter2'));
   });
 
   it('accepts plain table names and quotes them; refuses anything that could carry SQL', () => {
