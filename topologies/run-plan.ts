@@ -14,8 +14,8 @@ export const consumerOptions = (defaults: { group: string; batch: number }): Opt
   { name: 'dlq-topic', type: 'string', help: 'dead-letter topic (default: <topic>.dlq)' },
   { name: 'group-id', type: 'string', default: defaults.group, help: 'consumer group, also the key of the offsets in Postgres' },
   { name: 'batch-size', type: 'int', min: 1, max: 1_000_000, default: defaults.batch, help: 'records per flush (one transaction)' },
-  { name: 'batch-wait-ms', type: 'int', min: 1, max: 600_000, default: 500, help: 'longest time a record waits for its flush' },
-  { name: 'sink-connections', type: 'int', min: 1, max: 16, default: 2, help: 'flushes written at once, each on its own connection for a disjoint set of partitions' },
+  { name: 'batch-wait-ms', type: 'int', min: 1, max: 600_000, default: 250, help: 'longest time a record waits for its flush' },
+  { name: 'sink-connections', type: 'int', min: 1, max: 16, default: 1, help: 'flushes written at once, each on its own connection for a disjoint set of partitions (helps when Postgres, not this process, is the bottleneck)' },
   { name: 'stop-when-idle', type: 'number', min: 0, help: 'exit 0 once everything read is committed and nothing new came for this many seconds' },
 ];
 

@@ -44,13 +44,21 @@ export interface OffsetMove {
  * partitions that another instance moved. Runs before the rows are written, so its row locks also serialise two
  * instances that race for the same partition.
  */
-export async function advanceOffsets(t: pgPromise.IBaseProtocol<unknown>, groupId: string, topic: string, moves: OffsetMove[]): Promise<void> {
-  if (!moves.length) return;
+export async function advanceOffsets(t: pgPromise.IBaseProtocol<unknown>, groupId: string, topic: string, moves: OffsetMove[],
+  options: { begin?: boolean } = {}): Promise<void> {
+  if (!moves.length) {
+    if (options.begin) await t.none('BEGIN');
+    return;
+  }
   const values = moves.map((m) => pgp.as.format('($1::int, $2::bigint, $3::bigint)', [m.partition, m.expected, m.next])).join(',');
-  const moved = await t.any<{ partition: number }>(`UPDATE ${OFFSETS_TABLE} o SET next_offset = v.next, updated_at = now()
+  const update = pgp.as.format(`UPDATE ${OFFSETS_TABLE} o SET next_offset = v.next, updated_at = now()
     FROM (VALUES ${values}) AS v(partition, expected, next)
     WHERE o.group_id = $1 AND o.topic = $2 AND o.partition = v.partition AND o.next_offset = v.expected
     RETURNING o.partition`, [groupId, topic]);
+  // With begin, BEGIN goes in the same round trip: every round trip of a flush waits behind the event loop.
+  const moved = options.begin
+    ? ((await t.multi(`BEGIN; ${update}`)) as { partition: number }[][])[1]
+    : await t.any<{ partition: number }>(update);
   if (moved.length !== moves.length) {
     const ok = new Set(moved.map((r) => r.partition));
     throw new FencedError(topic, moves.filter((m) => !ok.has(m.partition)).map((m) => m.partition));

@@ -104,7 +104,7 @@ type FlushOutcome = { ok: true } | { ok: false; error: unknown; partitions: numb
 export class StreamTask {
   private readonly source: KafkaSource;
   private readonly executor: PlanExecutor;
-  private readonly copySinks = new Map<string, { spec: PostgresAppendSinkSpec; sink: PostgresCopySink; label: string }>();
+  private readonly copySinks = new Map<string, { spec: PostgresAppendSinkSpec; sink: PostgresCopySink; label: string; keyAt: number }>();
   private readonly windowSinks = new Map<string, PostgresWindowSink>();
   private readonly topicSinks = new Map<string, TopicSinkSpec>();
   private producer: KafkaProducer | undefined;
@@ -122,7 +122,10 @@ export class StreamTask {
     this.lanes = Array.from({ length: Math.max(1, o.lanes ?? 1) }, () => new Lane());
     for (const s of this.executor.sinks) {
       if (s.kind === 'postgres') {
-        this.copySinks.set(s.name, { spec: s, label: s.table, sink: new PostgresCopySink({ table: tableName(s.table), columns: s.columns, dlqTopic: o.dlqTopic }) });
+        this.copySinks.set(s.name, {
+          spec: s, label: s.table, keyAt: s.keyColumn === undefined ? -1 : s.columns.indexOf(s.keyColumn),
+          sink: new PostgresCopySink({ table: tableName(s.table), columns: s.columns, dlqTopic: o.dlqTopic }),
+        });
       } else if (s.kind === 'postgres-windows') {
         this.windowSinks.set(s.name, new PostgresWindowSink(s, o.plan.applicationId, o.plan.topic));
       } else {
@@ -193,7 +196,7 @@ export class StreamTask {
       while (!o.signal.aborted) {
         let messages: Kafka.Message[] = [];
         try {
-          messages = await this.source.poll(2000);
+          messages = await this.source.poll(1000);
         } catch (err) {
           o.log(`poll: ${errorMessage(err)}`);
           await sleep(500, o.signal);
@@ -266,7 +269,7 @@ export class StreamTask {
             const values = copy.spec.row(r.value, r.key, r);
             // A lone UTF-16 surrogate (JSON allows "\ud800") has no UTF-8 form: it would reach Postgres as U+FFFD, silently changed.
             for (const x of values) if (typeof x === 'string' && !(x as WellFormed).isWellFormed()) throw new CopyEncodeError('a lone UTF-16 surrogate has no UTF-8 form (it would be stored as U+FFFD)');
-            const keyAt = copy.spec.keyColumn === undefined ? -1 : copy.spec.columns.indexOf(copy.spec.keyColumn);
+            const keyAt = copy.keyAt;
             (r as StreamRecord<CopyRow>).value = { line: encodeCopyRow(values), key: keyAt < 0 ? undefined : String(values[keyAt]) };
           } catch (err) {
             this.ctx.deadLetter(r, (err as { code?: string }).code === 'COPY_UNENCODABLE' ? 'unencodable' : 'map-failed', errorMessage(err));
@@ -333,8 +336,7 @@ export class StreamTask {
       const conn = await o.db.connect();
       let broken = false;
       try {
-        await conn.none('BEGIN');
-        await advanceOffsets(conn, o.groupId, o.plan.topic, f.offsets);
+        await advanceOffsets(conn, o.groupId, o.plan.topic, f.offsets, { begin: true });
         for (const [name, { sink }] of this.copySinks) {
           written += await sink.write(conn, (f.pending.outputs.get(name) ?? []) as StreamRecord<CopyRow>[], rejected);
         }

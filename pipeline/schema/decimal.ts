@@ -30,13 +30,17 @@ export function decimalPlaces(n: number): number {
   return Math.max(0, toDecimal(n).scale);
 }
 
+/** Steps come from schemas: a handful of values, each worked out once. */
+const steps = new Map<number, Decimal>();
+
 /** Whether value is an integer multiple of step, decided in decimal arithmetic. */
 export function isMultipleOf(value: number, step: number): boolean {
   if (!Number.isFinite(value) || !Number.isFinite(step) || step <= 0) return false;
-  const v = toDecimal(value);
-  const s = toDecimal(step);
-  // Fast path for the common case step = 10^-k (0.01): a multiple iff it has at most k decimal places.
+  let s = steps.get(step);
+  if (!s) steps.set(step, (s = toDecimal(step)));
+  // Fast path for the common case step = 10^-k (0.01): a multiple iff it has at most k decimal places, no BigInt.
   if (s.digits === 1n) return decimalPlaces(value) <= s.scale;
+  const v = toDecimal(value);
   const scale = Math.max(v.scale, s.scale);
   const vd = v.digits * 10n ** BigInt(scale - v.scale);
   const sd = s.digits * 10n ** BigInt(scale - s.scale);
