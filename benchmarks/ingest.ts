@@ -275,7 +275,8 @@ export async function ingestBench(argv: string[]): Promise<void> {
 
     await checkpoint(env.db);
     log('orders-ingest (child process)');
-    const nodeArgs = typeof f['node-options'] === 'string' ? f['node-options'].split(/\s+/).filter(Boolean) : [];
+    // By default the child runs as `npm run topology` runs it (package.json: a 256 MB old-space cap).
+    const nodeArgs = typeof f['node-options'] === 'string' ? f['node-options'].split(/\s+/).filter(Boolean) : ['--max-old-space-size=256'];
     const extra = typeof f.ingest === 'string' ? f.ingest.split(/\s+/).filter(Boolean) : [];
     const ing = await ingestRun(env, topic, names.ingest, { count, batch, partitions, cpuProf: f['cpu-prof'] as string | undefined, echo: f.echo === true, extra, nodeArgs, instances });
     log(`  ${fmtInt(rate(ing))} records/s, ${ing.rows} rows`);
