@@ -20,6 +20,7 @@ import path from 'node:path';
 import Kafka from 'node-rdkafka';
 import { helpText, parseArgs, type OptionSpec } from '../pipeline/config/options.ts';
 import { ConfigError, errorMessage } from '../pipeline/errors.ts';
+import { prng } from '../topologies/orders-generator.ts';
 import { deleteTopics, ensureTopics, topicName } from '../pipeline/kafka/admin.ts';
 import { clientConfig, kafkaConnection, type KafkaConnection } from '../pipeline/kafka/client-config.ts';
 import { ensureInfrastructure, kafkaStatus, localDatabaseUrl, localKafkaBrokers, postgresStatus, startKafka, startPostgres, stopKafka, stopPostgres } from '../pipeline/local/index.ts';
@@ -45,18 +46,6 @@ const SPECS: OptionSpec[] = [
 const started = Date.now();
 const log = (line: string) => process.stderr.write(`${new Date().toISOString()} chaos: ${line}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** mulberry32, so --seed also repeats the kill moments. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Child {
   name: string;

@@ -1,4 +1,5 @@
 import { ensureTopics } from '../../pipeline/kafka/admin.ts';
+import { ORDERS_TABLE_SQL } from '../../topologies/orders-ingest.ts';
 import type { KafkaConnection } from '../../pipeline/kafka/client-config.ts';
 import { KafkaProducer } from '../../pipeline/kafka/producer.ts';
 import { encodeCopyRow } from '../../pipeline/codec/copy-text.ts';
@@ -9,14 +10,7 @@ import { OrderFactory, type EventTimeOptions } from '../../topologies/orders-gen
 export const ORDER_COLUMNS = ['order_id', 'order_number', 'product', 'quantity', 'price', 'ordered_at'];
 
 export async function createOrdersTable(db: Database, table: string): Promise<void> {
-  await db.none(`CREATE TABLE IF NOT EXISTS ${table} (
-    order_id uuid PRIMARY KEY,
-    order_number bigint NOT NULL,
-    product text NOT NULL,
-    quantity integer NOT NULL,
-    price numeric(12,2) NOT NULL,
-    ordered_at timestamptz NOT NULL,
-    ingested_at timestamptz NOT NULL DEFAULT now())`);
+  await db.none(ORDERS_TABLE_SQL.replace('$TABLE', table));
 }
 
 export interface Prefill {
