@@ -5,8 +5,9 @@ import { ConfigError, errorMessage, FencedError } from '../pipeline/errors.ts';
 import { ensureTopics, topicName } from '../pipeline/kafka/admin.ts';
 import { KafkaProducer } from '../pipeline/kafka/producer.ts';
 import { tableName, withSetupLock, type Database } from '../pipeline/postgres/db.ts';
-import { DeadLetterRelay, ensureDeadLetterTable, insertDeadLetters, type DeadLetter } from '../pipeline/postgres/dead-letters.ts';
-import { advanceOffsets, ensureOffsetsTable, loadOffsets } from '../pipeline/postgres/offsets.ts';
+import { DeadLetterRelay, ensureDeadLetterTable, type DeadLetter } from '../pipeline/postgres/dead-letters.ts';
+import { ensureOffsetsTable, loadOffsets } from '../pipeline/postgres/offsets.ts';
+import { inFlushTransaction } from '../pipeline/postgres/flush-transaction.ts';
 import type { StreamRecord } from '../pipeline/records.ts';
 import { Progress } from '../pipeline/runtime/progress.ts';
 import { isRetriable, retry, sleep } from '../pipeline/runtime/retry.ts';
@@ -251,41 +252,26 @@ export const ordersFile: Topology = {
 /** One flush: the file position (fenced), the rows (COPY) and the dead letters, in one transaction. */
 async function writeBatch(db: Database, sink: PostgresCopySink, toTopic: boolean, source: string, groupId: string,
   move: { partition: number; expected: number; next: number }, batch: Batch, dlqTopic: string): Promise<{ written: number; rejected: number }> {
-  const conn = await db.connect();
-  let broken = false;
-  try {
-    await conn.none('BEGIN');
-    await advanceOffsets(conn, groupId, source, [move]);
-    const rejected: DeadLetter[] = [];
-    let written = 0;
-    if (!toTopic && batch.items.length) {
-      const rows: StreamRecord<CopyRow>[] = [];
-      for (const it of batch.items) {
-        const record: StreamRecord<CopyRow> = {
-          topic: source, partition: 0, offset: it.line, timestamp: undefined, key: it.order.order_id, rawKey: null,
-          headers: [{ 'source.line': String(it.line) }], raw: Buffer.from(it.text), value: { line: '', key: undefined },
-        };
-        try {
-          record.value = orderToRow(it.order);
-          rows.push(record);
-        } catch (err) {
-          // A value COPY cannot carry (a NUL character): that line's dead letter, not the batch's end.
-          rejected.push({ dlqTopic, key: null, value: record.raw, headers: record.headers, reason: 'unencodable', message: `line ${it.line}: ${errorMessage(err)}`,
-            sourceTopic: source, sourcePartition: 0, sourceOffset: it.line });
-        }
+  const { written, rejected } = await inFlushTransaction(db, groupId, source, [move], batch.deadLetters, async (conn, rejected) => {
+    if (toTopic || !batch.items.length) return 0;
+    const rows: StreamRecord<CopyRow>[] = [];
+    for (const it of batch.items) {
+      const record: StreamRecord<CopyRow> = {
+        topic: source, partition: 0, offset: it.line, timestamp: undefined, key: it.order.order_id, rawKey: null,
+        headers: [{ 'source.line': String(it.line) }], raw: Buffer.from(it.text), value: { line: '', key: undefined },
+      };
+      try {
+        record.value = orderToRow(it.order);
+        rows.push(record);
+      } catch (err) {
+        // A value COPY cannot carry (a NUL character): that line's dead letter, not the batch's end.
+        rejected.push({ dlqTopic, key: null, value: record.raw, headers: record.headers, reason: 'unencodable', message: `line ${it.line}: ${errorMessage(err)}`,
+          sourceTopic: source, sourcePartition: 0, sourceOffset: it.line });
       }
-      written = await sink.write(conn, rows, rejected);
     }
-    await insertDeadLetters(conn, batch.deadLetters.concat(rejected));
-    await conn.none('COMMIT');
-    return { written, rejected: rejected.length };
-  } catch (err) {
-    broken = true;
-    await conn.none('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    conn.done(broken);
-  }
+    return sink.write(conn, rows, rejected);
+  });
+  return { written, rejected: rejected.length };
 }
 
 /** The stride of order numbers between replays: the largest order_number in the file (at least 1). */

@@ -8,8 +8,9 @@ import type { KafkaConnection } from '../kafka/client-config.ts';
 import { KafkaProducer } from '../kafka/producer.ts';
 import type { PipelineMetrics } from '../metrics/registry.ts';
 import { tableName, withSetupLock, type Database } from '../postgres/db.ts';
-import { ensureDeadLetterTable, insertDeadLetters, type DeadLetter, type DeadLetterRelay } from '../postgres/dead-letters.ts';
-import { advanceOffsets, ensureOffsetsTable, loadOffsets, type OffsetMove } from '../postgres/offsets.ts';
+import { ensureDeadLetterTable, type DeadLetter, type DeadLetterRelay } from '../postgres/dead-letters.ts';
+import { inFlushTransaction } from '../postgres/flush-transaction.ts';
+import { ensureOffsetsTable, loadOffsets, type OffsetMove } from '../postgres/offsets.ts';
 import { deadLetterOf, type StageContext, type StreamRecord } from '../records.ts';
 import { PostgresCopySink, type CopyRow } from '../sinks/postgres-copy.ts';
 import { PostgresWindowSink } from '../sinks/postgres-windows.ts';
@@ -314,7 +315,7 @@ export class StreamTask {
   private async flush(f: Flush): Promise<FlushOutcome> {
     const { o } = this;
     const end = o.metrics.flushDuration.startTimer({ topology: o.topology, table: this.tableLabel() });
-    const rejected: DeadLetter[] = [];
+    let rejected: DeadLetter[] = [];
     let written = 0;
     try {
       // (1) Changelog and topic sinks first, acknowledged: the Postgres commit below is what makes them count.
@@ -333,25 +334,14 @@ export class StreamTask {
         await this.producer.flush();
       }
       // (2) One transaction: fenced offsets, every Postgres sink, dead letters.
-      const conn = await o.db.connect();
-      let broken = false;
-      try {
-        await advanceOffsets(conn, o.groupId, o.plan.topic, f.offsets, { begin: true });
-        for (const [name, { sink }] of this.copySinks) {
-          written += await sink.write(conn, (f.pending.outputs.get(name) ?? []) as StreamRecord<CopyRow>[], rejected);
-        }
-        for (const [name, sink] of this.windowSinks) {
-          written += await sink.write(conn, f.pending.outputs.get(name) ?? [], f.closedThrough);
-        }
-        await insertDeadLetters(conn, f.pending.deadLetters.length ? f.pending.deadLetters.concat(rejected) : rejected);
-        await conn.none('COMMIT');
-      } catch (err) {
-        broken = true;
-        await conn.none('ROLLBACK').catch(() => undefined);
-        throw err;
-      } finally {
-        conn.done(broken);
-      }
+      const result = await inFlushTransaction(o.db, o.groupId, o.plan.topic, f.offsets, f.pending.deadLetters, async (conn, rejectedRows) => {
+        let n = 0;
+        for (const [name, { sink }] of this.copySinks) n += await sink.write(conn, (f.pending.outputs.get(name) ?? []) as StreamRecord<CopyRow>[], rejectedRows);
+        for (const [name, sink] of this.windowSinks) n += await sink.write(conn, f.pending.outputs.get(name) ?? [], f.closedThrough);
+        return n;
+      });
+      written = result.written;
+      rejected = result.rejected;
     } catch (error) {
       return { ok: false, error, partitions: f.offsets.map((m) => m.partition) };
     }
