@@ -44,6 +44,9 @@ export class KafkaSource {
       'queued.min.messages': 50_000,
       'queued.max.messages.kbytes': 16_384,
       'statistics.interval.ms': 5_000,
+      // A poll returns as soon as it reaches the end of a partition (node-rdkafka then stops waiting per message),
+      // so at a low rate a record does not wait for a full poll of messages before it is processed.
+      'enable.partition.eof': true,
       'socket.keepalive.enable': true,
       ...own,
     }), rebalance_cb: rebalanceCb } as Kafka.ConsumerGlobalConfig, { 'auto.offset.reset': 'earliest' });
