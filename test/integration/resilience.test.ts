@@ -1,16 +1,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
-import { db, dropAll, runTopology, startTopology, unique, waitUntil, type Run } from '../helpers/infra.ts';
-
-/** A free loopback port (listen on 0, close). */
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', () => resolve()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
+import { db, dropAll, freePort, runTopology, startTopology, unique, waitUntil, type Run } from '../helpers/infra.ts';
 
 /**
  * A TCP proxy on a fixed port that is closed (connections refused) until opened, then forwards to the target:

@@ -1,18 +1,9 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import net from 'node:net';
-import { db, dropAll, runTopology, startTopology, unique, waitUntil } from '../helpers/infra.ts';
+import { db, dropAll, freePort, runTopology, startTopology, unique, waitUntil } from '../helpers/infra.ts';
 
 const SECRET = 'SuperSecret123';
 const DB_SECRET = 'DbSecret456';
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', () => resolve()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
 
 /** Listening TCP sockets on a port, from /proc/net/tcp and tcp6: the local addresses, e.g. 127.0.0.1. */
 function listeners(port: number): string[] {
