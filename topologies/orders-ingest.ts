@@ -1,11 +1,9 @@
 import { StreamsBuilder } from '../pipeline/dsl/builder.ts';
-import { describeMermaid, describeText, type TopologyPlan } from '../pipeline/dsl/plan.ts';
-import { topicName } from '../pipeline/kafka/admin.ts';
-import { tableName } from '../pipeline/postgres/db.ts';
+import type { TopologyPlan } from '../pipeline/dsl/plan.ts';
 import { validateOrder, type Order } from '../pipeline/schema/validator.ts';
 import type { Topology } from '../pipeline/topology.ts';
 import { registryFromEnv } from '../pipeline/schema/registry.ts';
-import { consumerOptions, dlqTopicOf, runPlan } from './run-plan.ts';
+import { consumerOptions, describePlan, runPlan, validateNames } from './run-plan.ts';
 
 export const ORDER_COLUMNS = ['order_id', 'order_number', 'product', 'quantity', 'price', 'ordered_at'];
 
@@ -40,14 +38,7 @@ export const ordersIngest: Topology = {
     ...consumerOptions({ group: 'orders-ingest', batch: 10_000 }),
     { name: 'table', type: 'string', default: 'orders_data', help: 'Postgres table the orders go to' },
   ],
-  validate(v) {
-    topicName(v.topic as string);
-    topicName(dlqTopicOf(v), '--dlq-topic');
-    tableName(v.table as string);
-  },
-  describe(v) {
-    const plan = ordersIngestPlan(v.topic as string, v.table as string);
-    return v.describe === 'mermaid' ? describeMermaid(plan, dlqTopicOf(v)) : describeText(plan, dlqTopicOf(v));
-  },
+  validate: validateNames,
+  describe: (v) => describePlan(ordersIngestPlan(v.topic as string, v.table as string), v),
   run: (ctx, v) => runPlan('orders-ingest', ordersIngestPlan(v.topic as string, v.table as string), ctx, v),
 };

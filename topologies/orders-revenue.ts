@@ -1,12 +1,11 @@
 import { StreamsBuilder } from '../pipeline/dsl/builder.ts';
-import { describeMermaid, describeText, type TopologyPlan } from '../pipeline/dsl/plan.ts';
-import { topicName } from '../pipeline/kafka/admin.ts';
+import type { TopologyPlan } from '../pipeline/dsl/plan.ts';
 import { tableName } from '../pipeline/postgres/db.ts';
 import { validateOrder, type Order } from '../pipeline/schema/validator.ts';
 import type { Topology } from '../pipeline/topology.ts';
 import { registryFromEnv } from '../pipeline/schema/registry.ts';
 import { TimeWindows } from '../pipeline/windows/windows.ts';
-import { consumerOptions, dlqTopicOf, runPlan } from './run-plan.ts';
+import { consumerOptions, describePlan, runPlan, validateNames } from './run-plan.ts';
 
 /** Money in integer cents: a price has at most two decimals (the schema decides that exactly), so this is exact. */
 export const toCents = (price: number): number => Math.round(price * 100);
@@ -73,11 +72,9 @@ export const ordersRevenue: Topology = {
     { name: 'grace', type: 'number', min: 0, default: 10, help: 'grace period in seconds: how late a record may come for its window' },
   ],
   validate(v) {
-    topicName(v.topic as string);
-    topicName(dlqTopicOf(v), '--dlq-topic');
-    tableName(v.table as string);
+    validateNames(v);
     tableName(`${v.table as string}_partials`);
   },
-  describe: (v) => (v.describe === 'mermaid' ? describeMermaid(plan(v), dlqTopicOf(v)) : describeText(plan(v), dlqTopicOf(v))),
+  describe: (v) => describePlan(plan(v), v),
   run: (ctx, v) => runPlan('orders-revenue', plan(v), ctx, v),
 };

@@ -1,5 +1,6 @@
-import { ensureTopics } from '../pipeline/kafka/admin.ts';
-import type { TopologyPlan } from '../pipeline/dsl/plan.ts';
+import { ensureTopics, topicName } from '../pipeline/kafka/admin.ts';
+import { tableName } from '../pipeline/postgres/db.ts';
+import { describeMermaid, describeText, type TopologyPlan } from '../pipeline/dsl/plan.ts';
 import { DeadLetterRelay } from '../pipeline/postgres/dead-letters.ts';
 import { Progress } from '../pipeline/runtime/progress.ts';
 import { Aborted, retry } from '../pipeline/runtime/retry.ts';
@@ -20,6 +21,18 @@ export const consumerOptions = (defaults: { group: string; batch: number }): Opt
 ];
 
 export const dlqTopicOf = (v: OptionValues) => (v['dlq-topic'] as string | undefined) ?? `${v.topic as string}.dlq`;
+
+/** The names the common flags give, checked before anything connects (they reach Kafka and SQL). */
+export function validateNames(v: OptionValues): void {
+  topicName(v.topic as string);
+  topicName(dlqTopicOf(v), '--dlq-topic');
+  tableName(v.table as string);
+}
+
+/** --describe (text) or --describe=mermaid of a plan. */
+export function describePlan(plan: TopologyPlan, v: OptionValues): string {
+  return v.describe === 'mermaid' ? describeMermaid(plan, dlqTopicOf(v)) : describeText(plan, dlqTopicOf(v));
+}
 
 /** Runs a plan on the runtime with the common flags: topics created, offsets in Postgres, dead letters relayed. */
 export async function runPlan(name: string, plan: TopologyPlan, ctx: TopologyContext, v: OptionValues): Promise<void> {
