@@ -60,7 +60,7 @@ async function kafkaCeiling(env: BenchEnv, topic: string, count: number): Promis
   let infra0 = await infraCpu();
   try {
     while (n < count) {
-      const batch = await source.poll(2000);
+      const { messages: batch } = await source.poll(2000);
       if (n === 0 && batch.length) {
         cpu0 = process.cpuUsage();
         infra0 = await infraCpu();
@@ -136,7 +136,7 @@ async function insertBaseline(kafka: KafkaConnection, db: Database, topic: strin
     last = new Map();
   };
   while (n < o.count) {
-    const batch = await source.poll(2000);
+    const { messages: batch } = await source.poll(2000);
     if (n === 0 && batch.length) {
       cpu0 = process.cpuUsage();
       infra0 = await infraCpu();

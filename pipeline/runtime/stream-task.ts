@@ -197,7 +197,12 @@ export class StreamTask {
       while (!o.signal.aborted) {
         let messages: Kafka.Message[] = [];
         try {
-          messages = await this.source.poll(1000);
+          const polled = await this.source.poll(1000);
+          messages = polled.messages;
+          if (polled.straddled && messages.length) {
+            await this.refetch(messages);
+            messages = [];
+          }
         } catch (err) {
           o.log(`poll: ${errorMessage(err)}`);
           await sleep(500, o.signal);
@@ -224,6 +229,23 @@ export class StreamTask {
       await o.relay.stop();
       await this.source.disconnect();
       await this.producer?.disconnect();
+    }
+  }
+
+  /**
+   * A poll that straddled an assignment change is not taken: its messages may mix offsets fetched before the change
+   * with offsets after it, and taking a later offset first would skip the earlier ones for good. Every owned
+   * partition in it is sought back to the first offset not yet taken, so librdkafka delivers them again in order.
+   */
+  private async refetch(messages: Kafka.Message[]): Promise<void> {
+    const { o } = this;
+    await this.source.settled();
+    const partitions = new Set(messages.map((m) => m.partition));
+    o.log(`a poll straddled a rebalance: reading partitions [${[...partitions].join(',')}] again from the first offset not taken`);
+    for (const p of partitions) {
+      const seen = this.lastSeen.get(p);
+      if (seen === undefined) continue; // not ours (any more)
+      await retry(`seeking ${o.plan.topic}[${p}] to ${seen + 1}`, () => this.source.seek(p, seen + 1), o.log, o.signal);
     }
   }
 

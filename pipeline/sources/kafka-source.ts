@@ -22,6 +22,9 @@ export class KafkaSource {
   private readonly consumer: Kafka.KafkaConsumer;
   private rebalancing: Promise<void> = Promise.resolve();
   private assigned = new Set<number>();
+  /** Bumped whenever the assignment changes; `changing` while a rebalance is being handled. */
+  private epoch = 0;
+  private changing = false;
   onStats?: (stats: LibrdkafkaStats) => void;
   onError?: (err: Error) => void;
 
@@ -75,8 +78,16 @@ export class KafkaSource {
   }
 
   /** Up to max messages; an empty array after about 100 ms without any. */
-  poll(max: number): Promise<Kafka.Message[]> {
-    return new Promise((resolve, reject) => this.consumer.consume(max, (err, messages) => (err ? reject(err) : resolve(messages))));
+  /**
+   * Up to max messages. `straddled` says an assignment changed while the poll ran: node-rdkafka's consume runs in a
+   * worker thread, so such a poll can hold messages fetched before the change (for partitions revoked, or fetched
+   * ahead of the position a new owner starts from) next to messages fetched after it. The caller must not take
+   * them as they are (see StreamTask.accept).
+   */
+  poll(max: number): Promise<{ messages: Kafka.Message[]; straddled: boolean }> {
+    const epoch = this.epoch;
+    return new Promise((resolve, reject) => this.consumer.consume(max, (err, messages) =>
+      (err ? reject(err) : resolve({ messages, straddled: epoch !== this.epoch || this.changing }))));
   }
 
   async seek(partition: number, offset: number): Promise<void> {
@@ -108,7 +119,10 @@ export class KafkaSource {
 
   private rebalance(err: Kafka.LibrdKafkaError, assignment: Kafka.Assignment[]): void {
     const partitions = assignment.filter((a) => a.topic === this.topic).map((a) => a.partition);
+    this.changing = true;
+    this.epoch++;
     this.rebalancing = this.rebalancing.then(async () => {
+      this.changing = true;
       try {
         if (err.code === ASSIGN) {
           const start = await this.listener.onAssign(partitions);
@@ -117,15 +131,20 @@ export class KafkaSource {
             return { topic: this.topic, partition, offset: offset < 0 ? OFFSET_BEGINNING : offset };
           }));
           this.assigned = new Set(partitions);
+          this.epoch++;
         } else {
           await this.listener.onRevoke(partitions);
           this.assigned.clear();
           this.consumer.unassign();
+          this.epoch++;
         }
       } catch (e) {
         // The listener retries until it succeeds or the process stops; this is the stopping case.
         this.onError?.(e as Error);
         if (err.code !== ASSIGN) this.consumer.unassign();
+      } finally {
+        this.epoch++;
+        this.changing = false;
       }
     });
   }
