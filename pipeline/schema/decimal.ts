@@ -30,6 +30,8 @@ export function decimalPlaces(n: number): number {
   return Math.max(0, toDecimal(n).scale);
 }
 
+const POW10 = Array.from({ length: 16 }, (_, k) => 10 ** k);
+
 /** Steps come from schemas: a handful of values, each worked out once. */
 const steps = new Map<number, Decimal>();
 
@@ -38,8 +40,15 @@ export function isMultipleOf(value: number, step: number): boolean {
   if (!Number.isFinite(value) || !Number.isFinite(step) || step <= 0) return false;
   let s = steps.get(step);
   if (!s) steps.set(step, (s = toDecimal(step)));
-  // Fast path for the common case step = 10^-k (0.01): a multiple iff it has at most k decimal places, no BigInt.
-  if (s.digits === 1n) return decimalPlaces(value) <= s.scale;
+  // The common case step = 10^-k (0.01): a multiple iff it has at most k decimal places, no BigInt.
+  if (s.digits === 1n) {
+    // Faster still, without printing the number: a value the producer wrote with at most k decimals is the double
+    // nearest d / 10^k, and dividing the integer d by 10^k (both exact below 2^53) gives exactly that double back.
+    // When it does not come back the exact check decides.
+    const p = POW10[s.scale];
+    if (p !== undefined && Math.abs(value) * p < 2 ** 52 && Math.round(value * p) / p === value) return true;
+    return decimalPlaces(value) <= s.scale;
+  }
   const v = toDecimal(value);
   const scale = Math.max(v.scale, s.scale);
   const vd = v.digits * 10n ** BigInt(scale - v.scale);

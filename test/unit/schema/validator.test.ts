@@ -59,4 +59,19 @@ describe('exact decimals', () => {
     assert.ok(!isMultipleOf(7.6, 2.5));
     assert.ok(!isMultipleOf(Number.NaN, 0.01));
   });
+
+  it('agrees with the decimal text of the number on 0.01, 0.001 and 1 for a million values', () => {
+    let seed = 42;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    for (let i = 0; i < 1_000_000; i++) {
+      const kind = i % 4;
+      const v = kind === 0 ? Math.floor(rnd() * 1e9) / 100 // 2 decimals, as prices are written
+        : kind === 1 ? Math.floor(rnd() * 1e12) / 1000 // 3 decimals
+          : kind === 2 ? (rnd() - 0.5) * 10 ** Math.floor(rnd() * 30 - 10) // any double, tiny to huge
+            : Math.floor(rnd() * 1e6) / 100 + 1e-9; // just off a multiple
+      for (const [step, k] of [[0.01, 2], [0.001, 3], [1, 0]] as const) {
+        assert.equal(isMultipleOf(v, step), decimalPlaces(v) <= k, `${v} multipleOf ${step}`);
+      }
+    }
+  });
 });
