@@ -1,7 +1,7 @@
-import { copyChunks, encodeCopyRow } from '../pipeline/codec/copy-text.ts';
 import type { StageContext, StreamRecord } from '../pipeline/records.ts';
 import { validateOrder, type Order } from '../pipeline/schema/validator.ts';
-import type { CopyRow } from '../pipeline/sinks/postgres-copy.ts';
+import type { CopyValue } from '../pipeline/codec/copy-text.ts';
+import { encodeRows } from '../pipeline/sinks/copy-segment.ts';
 import { parseJson } from '../pipeline/stages/parse-json.ts';
 import { validate } from '../pipeline/stages/validate.ts';
 import { OrderFactory } from '../topologies/orders-generator.ts';
@@ -22,23 +22,19 @@ function makeRecords(values: Buffer[], keys: Buffer[]): StreamRecord[] {
   return out;
 }
 
-/** The map step the runtime runs for a Postgres sink: the row's values to one COPY text line, and its key. */
-function mapToRows(batch: StreamRecord<Order>[]): StreamRecord<CopyRow>[] {
-  for (const r of batch) {
-    const o = r.value;
-    const values = [o.order_id, o.order_number, o.product, o.quantity, o.price, o.ordered_at];
-    (r as unknown as StreamRecord<CopyRow>).value = { line: encodeCopyRow(values), key: String(values[0]) };
-  }
-  return batch as unknown as StreamRecord<CopyRow>[];
+const orderValues = (o: Order) => [o.order_id, o.order_number, o.product, o.quantity, o.price, o.ordered_at];
+
+/** The map step: each record's row values (the sink's row function), kept in the record for the encoding step. */
+function mapToValues(batch: StreamRecord[]): StreamRecord[] {
+  for (const r of batch) r.value = orderValues(r.value as Order);
+  return batch;
 }
 
-function copyEncode(batch: StreamRecord<CopyRow>[], flush: number): number {
-  let bytes = 0;
-  for (let i = 0; i < batch.length; i += flush) {
-    const part = batch.slice(i, i + flush);
-    for (const chunk of copyChunks(part.map((r) => r.value.line))) bytes += chunk.length;
-  }
-  return bytes;
+/** COPY encoding as the runtime does it: every row of a polled batch into one buffer of COPY text, with line ends and keys. */
+function copyEncode(batch: StreamRecord[]): number {
+  return encodeRows(batch, (r) => r.value as CopyValue[], 0, () => {
+    throw new Error('a record could not be encoded');
+  }).text.length;
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -57,7 +53,7 @@ export async function stagesBench(argv: string[]): Promise<void> {
   }
   const parse = parseJson();
   const valid = validate(validateOrder());
-  const FLUSH = 10_000;
+  const POLL = 1000;
   const t: Record<string, number[]> = { parse: [], validate: [], map: [], copy: [], together: [] };
   log(`stages: ${count} records, ${rounds} rounds`);
   for (let round = 0; round < rounds; round++) {
@@ -70,30 +66,21 @@ export async function stagesBench(argv: string[]): Promise<void> {
     const validated = valid.process(parsed, ctx) as StreamRecord<Order>[];
     t.validate.push(performance.now() - t0);
     t0 = performance.now();
-    const rows = mapToRows(validated);
+    const rows = mapToValues(validated);
     t.map.push(performance.now() - t0);
     t0 = performance.now();
-    copyEncode(rows, FLUSH);
+    for (let i = 0; i < rows.length; i += POLL) copyEncode(rows.slice(i, i + POLL));
     t.copy.push(performance.now() - t0);
     if (rows.length !== count) throw new Error(`${count - rows.length} records were rejected`);
-    // Together, in batches of 2000 as the runtime polls them.
+    // Together, in batches of POLL records as the runtime polls them.
     recs = makeRecords(values, keys);
     t0 = performance.now();
-    let pending: StreamRecord<CopyRow>[] = [];
-    for (let i = 0; i < recs.length; i += 2000) {
-      const out = mapToRows(valid.process(parse.process(recs.slice(i, i + 2000), ctx), ctx) as StreamRecord<Order>[]);
-      for (const r of out) pending.push(r);
-      if (pending.length >= FLUSH) {
-        copyEncode(pending, FLUSH);
-        pending = [];
-      }
-    }
-    copyEncode(pending, FLUSH);
+    for (let i = 0; i < recs.length; i += POLL) copyEncode(mapToValues(valid.process(parse.process(recs.slice(i, i + POLL), ctx), ctx)));
     t.together.push(performance.now() - t0);
   }
   const ns = (k: string) => (median(t[k].slice(1)) * 1e6) / count; // first round warms up the JIT
   const result = {
-    benchmark: 'stages', at: new Date().toISOString(), machine: machine(), parameters: { count, rounds, flush_rows: FLUSH, poll_batch: 2000 },
+    benchmark: 'stages', at: new Date().toISOString(), machine: machine(), parameters: { count, rounds, poll_batch: POLL },
     ns_per_record: { parse: ns('parse'), validate: ns('validate'), map: ns('map'), copy_encode: ns('copy'), together: ns('together') },
     records_per_s_together: 1e9 / ns('together'),
   };
@@ -102,9 +89,9 @@ export async function stagesBench(argv: string[]): Promise<void> {
   printTable(`stages: ns per record (median of ${rounds - 1} rounds of ${fmtInt(count)} records)`, [
     ['parse (isUtf8 + JSON.parse)', `${fmtInt(n.parse)} ns`],
     ['validate (ajv, order schema)', `${fmtInt(n.validate)} ns`],
-    ['map (row -> COPY text line)', `${fmtInt(n.map)} ns`],
-    ['COPY encoding (lines -> 64 KB chunks)', `${fmtInt(n.copy_encode)} ns`],
-    ['together (batches of 2000)', `${fmtInt(n.together)} ns`, `= ${fmtInt(result.records_per_s_together)} records/s on one core`],
+    ['map (record -> row values)', `${fmtInt(n.map)} ns`],
+    ['COPY encoding (rows -> one buffer a poll)', `${fmtInt(n.copy_encode)} ns`],
+    [`together (batches of ${POLL})`, `${fmtInt(n.together)} ns`, `= ${fmtInt(result.records_per_s_together)} records/s on one core`],
   ]);
   writeBarChart('stages', 'stages: nanoseconds per record (lower is better)', 'ns', [
     { label: 'parse', value: n.parse }, { label: 'validate', value: n.validate }, { label: 'map', value: n.map },

@@ -13,7 +13,9 @@ import { Progress } from '../pipeline/runtime/progress.ts';
 import { isRetriable, retry, sleep } from '../pipeline/runtime/retry.ts';
 import { registryFromEnv, valueSerializer, type ValueSerializer } from '../pipeline/schema/registry.ts';
 import { orderSchema, validateOrder, type Order } from '../pipeline/schema/validator.ts';
-import { copyRow, PostgresCopySink, type CopyRow } from '../pipeline/sinks/postgres-copy.ts';
+import { PostgresCopySink } from '../pipeline/sinks/postgres-copy.ts';
+import { encodeRows, segmentOf } from '../pipeline/sinks/copy-segment.ts';
+import type { CopyValue } from '../pipeline/codec/copy-text.ts';
 import { countLines, formatOf, numericProperties, readFileRecords, type FileFormat } from '../pipeline/sources/file-records.ts';
 import type { Topology } from '../pipeline/topology.ts';
 import { ORDER_COLUMNS, ORDERS_TABLE_SQL } from './orders-ingest.ts';
@@ -24,7 +26,10 @@ async function ensureOrdersTable(db: Database, table: string): Promise<void> {
     await t.none(ORDERS_TABLE_SQL.replace('$TABLE', table));
   });
 }
-const orderToRow = (o: Order): CopyRow => copyRow([o.order_id, o.order_number, o.product, o.quantity, o.price, o.ordered_at], 0);
+const orderValues = (r: StreamRecord): CopyValue[] => {
+  const o = r.value as Order;
+  return [o.order_id, o.order_number, o.product, o.quantity, o.price, o.ordered_at];
+};
 
 /** RFC 9562 name-based UUID (version 5, SHA-1) in a namespace of this project. */
 const NAMESPACE = Buffer.from('6f2d1c9e4b7a4e0f9a51d3c8b2e7f401', 'hex');
@@ -254,22 +259,16 @@ async function writeBatch(db: Database, sink: PostgresCopySink, toTopic: boolean
   move: { partition: number; expected: number; next: number }, batch: Batch, dlqTopic: string): Promise<{ written: number; rejected: number }> {
   const { written, rejected } = await inFlushTransaction(db, groupId, source, [move], batch.deadLetters, async (conn, rejected) => {
     if (toTopic || !batch.items.length) return 0;
-    const rows: StreamRecord<CopyRow>[] = [];
-    for (const it of batch.items) {
-      const record: StreamRecord<CopyRow> = {
-        topic: source, partition: 0, offset: it.line, timestamp: undefined, key: it.order.order_id, rawKey: null,
-        headers: [{ 'source.line': String(it.line) }], raw: Buffer.from(it.text), value: { line: '', key: undefined },
-      };
-      try {
-        record.value = orderToRow(it.order);
-        rows.push(record);
-      } catch (err) {
-        // A value COPY cannot carry (a NUL character): that line's dead letter, not the batch's end.
-        rejected.push({ dlqTopic, key: null, value: record.raw, headers: record.headers, reason: 'unencodable', message: `line ${it.line}: ${errorMessage(err)}`,
-          sourceTopic: source, sourcePartition: 0, sourceOffset: it.line });
-      }
-    }
-    return sink.write(conn, rows, rejected);
+    const records: StreamRecord<Order>[] = batch.items.map((it) => ({
+      topic: source, partition: 0, offset: it.line, timestamp: undefined, key: it.order.order_id, rawKey: null,
+      headers: [{ 'source.line': String(it.line) }], raw: Buffer.from(it.text), value: it.order,
+    }));
+    // A value COPY cannot carry (a NUL character): that line's dead letter, not the batch's end.
+    const rows = encodeRows(records, orderValues, 0, (r, reason, message) => rejected.push({
+      dlqTopic, key: null, value: r.raw, headers: r.headers, reason, message: `line ${r.offset}: ${message}`,
+      sourceTopic: source, sourcePartition: 0, sourceOffset: r.offset,
+    }));
+    return sink.write(conn, [segmentOf(rows)], rejected);
   });
   return { written, rejected: rejected.length };
 }

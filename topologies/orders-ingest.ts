@@ -1,34 +1,8 @@
-import { StreamsBuilder } from '../pipeline/dsl/builder.ts';
-import type { TopologyPlan } from '../pipeline/dsl/plan.ts';
-import { validateOrder, type Order } from '../pipeline/schema/validator.ts';
 import type { Topology } from '../pipeline/topology.ts';
-import { registryFromEnv } from '../pipeline/schema/registry.ts';
-import { consumerOptions, describePlan, runPlan, validateNames } from './run-plan.ts';
+import { ordersIngestPlan } from './orders-ingest-plan.ts';
+import { consumerOptions, describePlan, runPlan, stageThreadsOption, validateNames } from './run-plan.ts';
 
-export const ORDER_COLUMNS = ['order_id', 'order_number', 'product', 'quantity', 'price', 'ordered_at'];
-
-export const ORDERS_TABLE_SQL = `CREATE TABLE IF NOT EXISTS $TABLE (
-  order_id uuid PRIMARY KEY,
-  order_number bigint NOT NULL,
-  product text NOT NULL,
-  quantity integer NOT NULL,
-  price numeric(12,2) NOT NULL,
-  ordered_at timestamptz NOT NULL,
-  ingested_at timestamptz NOT NULL DEFAULT now())`;
-
-/** orders -> validate -> COPY into orders_data, rows and offsets in one transaction. */
-export function ordersIngestPlan(topic: string, table: string, registry = registryFromEnv()): TopologyPlan {
-  const b = new StreamsBuilder('orders-ingest');
-  b.stream<Order>(topic, { schema: validateOrder(), schemaName: 'schemas/order.schema.json', registry })
-    .toPostgres({
-      table,
-      columns: ORDER_COLUMNS,
-      row: (o) => [o.order_id, o.order_number, o.product, o.quantity, o.price, o.ordered_at],
-      keyColumn: 'order_id',
-      createSql: ORDERS_TABLE_SQL,
-    });
-  return b.build();
-}
+export { ORDER_COLUMNS, ORDERS_TABLE_SQL, ordersIngestPlan } from './orders-ingest-plan.ts';
 
 export const ordersIngest: Topology = {
   name: 'orders-ingest',
@@ -36,9 +10,11 @@ export const ordersIngest: Topology = {
   uses: { kafka: true, postgres: true },
   options: [
     ...consumerOptions({ group: 'orders-ingest', batch: 10_000 }),
+    stageThreadsOption(1),
     { name: 'table', type: 'string', default: 'orders_data', help: 'Postgres table the orders go to' },
   ],
   validate: validateNames,
   describe: (v) => describePlan(ordersIngestPlan(v.topic as string, v.table as string), v),
-  run: (ctx, v) => runPlan('orders-ingest', ordersIngestPlan(v.topic as string, v.table as string), ctx, v),
+  run: (ctx, v) => runPlan('orders-ingest', ordersIngestPlan(v.topic as string, v.table as string), ctx, v,
+    { module: new URL('./orders-ingest-plan.ts', import.meta.url).href, export: 'ordersIngestPlan', args: [v.topic, v.table] }),
 };

@@ -4,6 +4,7 @@ import { describeMermaid, describeText, type TopologyPlan } from '../pipeline/ds
 import { DeadLetterRelay } from '../pipeline/postgres/dead-letters.ts';
 import { Progress } from '../pipeline/runtime/progress.ts';
 import { Aborted, retry } from '../pipeline/runtime/retry.ts';
+import type { PlanRef } from '../pipeline/runtime/stage-workers.ts';
 import { StreamTask } from '../pipeline/runtime/stream-task.ts';
 import type { OptionSpec, OptionValues } from '../pipeline/config/options.ts';
 import type { TopologyContext } from '../pipeline/topology.ts';
@@ -20,6 +21,15 @@ export const consumerOptions = (defaults: { group: string; batch: number }): Opt
   { name: 'stop-when-idle', type: 'number', min: 0, help: 'exit 0 once everything read is committed and nothing new came for this many seconds' },
 ];
 
+/**
+ * For stateless plans whose sinks are Postgres tables: worker threads that run the stages and the COPY encoding.
+ * The main thread keeps reading Kafka (node-rdkafka cannot run in a worker) and writing the flushes.
+ */
+export const stageThreadsOption = (defaultThreads: number): OptionSpec => ({
+  name: 'stage-threads', type: 'int', min: 0, max: 16, default: defaultThreads,
+  help: 'worker threads that parse, validate and encode records (0: all on the main thread)',
+});
+
 export const dlqTopicOf = (v: OptionValues) => (v['dlq-topic'] as string | undefined) ?? `${v.topic as string}.dlq`;
 
 /** The names the common flags give, checked before anything connects (they reach Kafka and SQL). */
@@ -34,8 +44,11 @@ export function describePlan(plan: TopologyPlan, v: OptionValues): string {
   return v.describe === 'mermaid' ? describeMermaid(plan, dlqTopicOf(v)) : describeText(plan, dlqTopicOf(v));
 }
 
-/** Runs a plan on the runtime with the common flags: topics created, offsets in Postgres, dead letters relayed. */
-export async function runPlan(name: string, plan: TopologyPlan, ctx: TopologyContext, v: OptionValues): Promise<void> {
+/**
+ * Runs a plan on the runtime with the common flags: topics created, offsets in Postgres, dead letters relayed.
+ * planRef names the function that built the plan, for stage workers to build their own (--stage-threads).
+ */
+export async function runPlan(name: string, plan: TopologyPlan, ctx: TopologyContext, v: OptionValues, planRef?: PlanRef): Promise<void> {
   const dlqTopic = dlqTopicOf(v);
   const partitions = v.partitions as number;
   try {
@@ -55,6 +68,8 @@ export async function runPlan(name: string, plan: TopologyPlan, ctx: TopologyCon
     relay: new DeadLetterRelay(db, ctx.kafka, ctx.metrics, ctx.log),
     batch: { maxRecords: v['batch-size'] as number, maxWaitMs: v['batch-wait-ms'] as number },
     lanes: v['sink-connections'] as number,
+    stageThreads: (v['stage-threads'] as number | undefined) ?? 0,
+    planRef,
     stopWhenIdleMs: v['stop-when-idle'] === undefined ? undefined : (v['stop-when-idle'] as number) * 1000,
     metrics: ctx.metrics,
     progress: new Progress(name, 'rec'),

@@ -44,19 +44,3 @@ export function encodeCopyRow(row: readonly CopyValue[]): string {
   }
   return line + '\n';
 }
-
-/** Joins COPY text lines into chunks of about chunkBytes, so the COPY stream gets few large writes. */
-export function* copyChunks(lines: Iterable<string>, chunkBytes = 64 * 1024): Generator<Buffer> {
-  let parts: string[] = [];
-  let size = 0;
-  for (const line of lines) {
-    parts.push(line);
-    size += line.length;
-    if (size >= chunkBytes) {
-      yield Buffer.from(parts.join(''), 'utf8');
-      parts = [];
-      size = 0;
-    }
-  }
-  if (parts.length) yield Buffer.from(parts.join(''), 'utf8');
-}

@@ -1,7 +1,6 @@
 import type Kafka from 'node-rdkafka';
-import { CopyEncodeError, encodeCopyRow } from '../codec/copy-text.ts';
 import { PlanExecutor } from '../dsl/executor.ts';
-import { changelogTopic, type PostgresAppendSinkSpec, type TopicSinkSpec, type TopologyPlan } from '../dsl/plan.ts';
+import { changelogTopic, type TopicSinkSpec, type TopologyPlan } from '../dsl/plan.ts';
 import { errorMessage } from '../errors.ts';
 import { ensureTopics } from '../kafka/admin.ts';
 import type { KafkaConnection } from '../kafka/client-config.ts';
@@ -12,13 +11,16 @@ import { ensureDeadLetterTable, type DeadLetter, type DeadLetterRelay } from '..
 import { inFlushTransaction } from '../postgres/flush-transaction.ts';
 import { ensureOffsetsTable, loadOffsets, type OffsetMove } from '../postgres/offsets.ts';
 import { deadLetterOf, type StageContext, type StreamRecord } from '../records.ts';
-import { PostgresCopySink, type CopyRow } from '../sinks/postgres-copy.ts';
+import { filterSegment, segmentOf, type CopySegment } from '../sinks/copy-segment.ts';
+import { PostgresCopySink } from '../sinks/postgres-copy.ts';
 import { PostgresWindowSink } from '../sinks/postgres-windows.ts';
 import { KafkaSource } from '../sources/kafka-source.ts';
 import { readChangelog } from '../state/changelog.ts';
 import type { ChangelogEntry } from '../state/store.ts';
+import { copyTargets, runBatch, type CopyTarget } from './batch.ts';
 import type { Progress } from './progress.ts';
 import { Aborted, retry, sleep, throttledLog } from './retry.ts';
+import { recordOf, StageWorkers, type PlanRef, type WorkerResult } from './stage-workers.ts';
 
 function toRecord(m: Kafka.Message): StreamRecord {
   const rawKey = typeof m.key === 'string' ? Buffer.from(m.key) : (m.key ?? null);
@@ -27,9 +29,6 @@ function toRecord(m: Kafka.Message): StreamRecord {
     rawKey, key: rawKey === null ? null : rawKey.toString(), headers: m.headers, raw: m.value, value: m.value,
   };
 }
-
-/** String.prototype.isWellFormed (ES2024, in Node 20); O(1) for the one-byte strings most values are. */
-type WellFormed = string & { isWellFormed(): boolean };
 
 /** The one batching policy: a flush happens at maxRecords or after maxWaitMs, whichever comes first. */
 export interface BatchPolicy {
@@ -52,6 +51,12 @@ export interface StreamTaskOptions {
    * COPY streams use the second. Exactly-once holds per partition, so it holds for any number of lanes.
    */
   lanes?: number;
+  /**
+   * Worker threads that run the stages and COPY encoding (0: all on the main thread), for plans without state
+   * stores whose sinks are Postgres tables; the plan is rebuilt in each worker from planRef.
+   */
+  stageThreads?: number;
+  planRef?: PlanRef;
   stopWhenIdleMs?: number;
   metrics: PipelineMetrics;
   progress: Progress;
@@ -60,8 +65,10 @@ export interface StreamTaskOptions {
 }
 
 class Pending {
-  /** What reached each sink, by sink name. */
+  /** What reached each sink other than a Postgres append sink, by sink name. */
   outputs = new Map<string, StreamRecord[]>();
+  /** Rows for each Postgres append sink, COPY text encoded a polled batch at a time. */
+  copies = new Map<string, CopySegment[]>();
   deadLetters: DeadLetter[] = [];
   /** Highest offset taken per partition (whatever became of the record). */
   last = new Map<number, number>();
@@ -71,6 +78,9 @@ class Pending {
   dropPartitions(partitions: Set<number>): void {
     if (![...this.last.keys()].some((p) => partitions.has(p))) return;
     for (const [name, list] of this.outputs) this.outputs.set(name, list.filter((r) => !partitions.has(r.partition)));
+    for (const [name, segments] of this.copies) {
+      this.copies.set(name, segments.map((s) => filterSegment(s, (r) => !partitions.has(r.partition))).filter((s) => s !== undefined));
+    }
     this.deadLetters = this.deadLetters.filter((d) => !partitions.has(d.sourcePartition));
     for (const p of partitions) this.last.delete(p);
     if (!this.last.size) this.count = 0;
@@ -105,7 +115,12 @@ type FlushOutcome = { ok: true } | { ok: false; error: unknown; partitions: numb
 export class StreamTask {
   private readonly source: KafkaSource;
   private readonly executor: PlanExecutor;
-  private readonly copySinks = new Map<string, { spec: PostgresAppendSinkSpec; sink: PostgresCopySink; label: string; keyAt: number }>();
+  private readonly copySinks = new Map<string, { target: CopyTarget; sink: PostgresCopySink; label: string }>();
+  private readonly copyTargets: Map<string, CopyTarget>;
+  private workers: StageWorkers | undefined;
+  /** Batches sent to the stage workers whose results are not yet in the pending batches; applied in order. */
+  private processing: Promise<void>[] = [];
+  private applied: Promise<void> = Promise.resolve();
   private readonly windowSinks = new Map<string, PostgresWindowSink>();
   private readonly topicSinks = new Map<string, TopicSinkSpec>();
   private producer: KafkaProducer | undefined;
@@ -121,10 +136,11 @@ export class StreamTask {
   constructor(private readonly o: StreamTaskOptions) {
     this.executor = new PlanExecutor(o.plan);
     this.lanes = Array.from({ length: Math.max(1, o.lanes ?? 1) }, () => new Lane());
+    this.copyTargets = copyTargets(this.executor);
     for (const s of this.executor.sinks) {
       if (s.kind === 'postgres') {
         this.copySinks.set(s.name, {
-          spec: s, label: s.table, keyAt: s.keyColumn === undefined ? -1 : s.columns.indexOf(s.keyColumn),
+          target: this.copyTargets.get(s.name)!, label: s.table,
           sink: new PostgresCopySink({ table: tableName(s.table), columns: s.columns, dlqTopic: o.dlqTopic }),
         });
       } else if (s.kind === 'postgres-windows') {
@@ -153,6 +169,12 @@ export class StreamTask {
     };
     const kafkaLog = throttledLog(o.log);
     this.source.onError = (err) => kafkaLog(`kafka: ${errorMessage(err)}`);
+    if ((o.stageThreads ?? 0) > 0) {
+      if (!o.planRef) throw new Error('stage threads need a planRef to build the plan in each worker');
+      if (this.executor.stateful.length || this.copyTargets.size !== this.executor.sinks.length) {
+        throw new Error('stage threads run plans without state stores whose sinks are all Postgres tables');
+      }
+    }
   }
 
   /** Creates what the plan writes to: window tables, changelog topics (compacted, one partition per source partition). */
@@ -160,7 +182,7 @@ export class StreamTask {
     const { o } = this;
     await ensureOffsetsTable(o.db);
     await ensureDeadLetterTable(o.db);
-    for (const { spec } of this.copySinks.values()) {
+    for (const { target: { spec } } of this.copySinks.values()) {
       await withSetupLock(o.db, async (t) => {
         await t.none(spec.createSql.replace('$TABLE', tableName(spec.table)));
       });
@@ -189,6 +211,7 @@ export class StreamTask {
       if (err instanceof Aborted) return;
       throw err;
     }
+    if ((o.stageThreads ?? 0) > 0) this.workers = new StageWorkers(o.stageThreads!, o.planRef!);
     this.ready = true;
     this.connectedAt = this.lastActivity = Date.now();
     o.relay.start();
@@ -211,6 +234,7 @@ export class StreamTask {
           this.lastActivity = Date.now();
           await this.accept(messages);
         } else if (this.lanes.every((l) => l.pending.count === 0)) {
+          await this.drain();
           for (const lane of this.lanes) await this.settle(lane); // nothing to overlap the flushes in flight with
         }
         for (const lane of this.lanes) {
@@ -229,6 +253,7 @@ export class StreamTask {
       await o.relay.stop();
       await this.source.disconnect();
       await this.producer?.disconnect();
+      await this.workers?.close();
     }
   }
 
@@ -256,55 +281,101 @@ export class StreamTask {
    */
   private idle(): boolean {
     const ms = this.o.stopWhenIdleMs;
-    if (ms === undefined || this.lanes.some((l) => l.pending.count > 0 || l.inflight !== undefined)) return false;
+    if (ms === undefined || this.processing.length || this.lanes.some((l) => l.pending.count > 0 || l.inflight !== undefined)) return false;
     if (!this.assignedOnce && Date.now() - this.connectedAt < 60_000) return false;
     return Date.now() - this.lastActivity >= ms;
   }
 
   private async accept(messages: Kafka.Message[]): Promise<void> {
     const { o } = this;
-    if (this.executor.needsPrepare) {
+    if (this.executor.needsPrepare && !this.workers) {
       const raw = messages.filter((m) => m.topic === o.plan.topic).map((m) => toRecord(m));
       await retry('preparing the batch', () => this.executor.prepare(raw), o.log, o.signal);
     }
     // Only now, after any wait, take what is still ours and new: a rebalance or a rewind may have come meanwhile.
-    const batch: StreamRecord[] = [];
+    const taken: Kafka.Message[][] = this.lanes.map(() => []);
+    let n = 0;
     for (const m of messages) {
       const seen = this.lastSeen.get(m.partition);
       if (m.topic !== o.plan.topic || seen === undefined || m.offset <= seen) continue;
       this.lastSeen.set(m.partition, m.offset);
-      const pending = this.laneOf(m.partition).pending;
+      const lane = m.partition % this.lanes.length;
+      const pending = this.lanes[lane].pending;
       if (pending.count === 0) pending.startedAt = Date.now();
       pending.last.set(m.partition, m.offset);
       pending.count++;
-      batch.push(toRecord(m));
+      taken[lane].push(m);
+      n++;
     }
-    if (!batch.length) return;
-    o.metrics.consumed.inc({ topology: o.topology, topic: o.plan.topic }, batch.length);
-    const out = new Map<string, StreamRecord[]>();
-    this.executor.run(batch, this.ctx, out);
-    for (const [name, records] of out) {
-      const copy = this.copySinks.get(name);
+    if (!n) return;
+    o.metrics.consumed.inc({ topology: o.topology, topic: o.plan.topic }, n);
+    for (const batch of taken) {
+      if (!batch.length) continue;
+      if (this.workers) this.send(batch);
+      else this.apply(batch.map((m) => toRecord(m)));
+    }
+    // Backpressure on the workers: two batches each at most, in flight or waiting.
+    while (this.workers && this.processing.length > 2 * this.workers.threads) await this.processing.shift();
+  }
+
+  /** Runs a batch on the main thread; its rows and records join the pending batch of their lane. */
+  private apply(batch: StreamRecord[]): void {
+    const out = runBatch(this.executor, batch, this.ctx, this.copyTargets);
+    const pending = this.laneOf(batch[0].partition).pending;
+    for (const [name, rows] of out.copy) if (rows.rows.length) this.addSegment(pending, name, segmentOf(rows));
+    for (const [name, records] of out.other) {
       for (const r of records) {
-        if (copy) {
-          // Encode the COPY line now, while the previous flush is being written; a value COPY cannot carry is a dead letter.
-          try {
-            const values = copy.spec.row(r.value, r.key, r);
-            // A lone UTF-16 surrogate (JSON allows "\ud800") has no UTF-8 form: it would reach Postgres as U+FFFD, silently changed.
-            for (const x of values) if (typeof x === 'string' && !(x as WellFormed).isWellFormed()) throw new CopyEncodeError('a lone UTF-16 surrogate has no UTF-8 form (it would be stored as U+FFFD)');
-            const keyAt = copy.keyAt;
-            (r as StreamRecord<CopyRow>).value = { line: encodeCopyRow(values), key: keyAt < 0 ? undefined : String(values[keyAt]) };
-          } catch (err) {
-            this.ctx.deadLetter(r, (err as { code?: string }).code === 'COPY_UNENCODABLE' ? 'unencodable' : 'map-failed', errorMessage(err));
-            continue;
-          }
-        }
-        const pending = this.laneOf(r.partition).pending;
-        let list = pending.outputs.get(name);
-        if (!list) pending.outputs.set(name, (list = []));
+        const p = this.laneOf(r.partition).pending;
+        let list = p.outputs.get(name);
+        if (!list) p.outputs.set(name, (list = []));
         list.push(r);
       }
     }
+  }
+
+  private addSegment(pending: Pending, name: string, segment: CopySegment): void {
+    let list = pending.copies.get(name);
+    if (!list) pending.copies.set(name, (list = []));
+    list.push(segment);
+  }
+
+  /** Sends one lane's batch to the stage workers; its result joins the lane's pending batch after every earlier one. */
+  private send(batch: Kafka.Message[]): void {
+    const result = this.workers!.run(this.o.plan.topic, batch);
+    result.catch(() => undefined); // seen through the chain below
+    const done = this.applied.then(() => result).then((r) => this.applyWorkerResult(r));
+    done.catch(() => undefined); // a worker's failure is thrown to whoever waits for the batch: the run loop
+    this.applied = done;
+    this.processing.push(done);
+  }
+
+  /** The rows and dead letters of a batch the workers ran; its records are looked at again only if rejected. */
+  private applyWorkerResult(r: WorkerResult): void {
+    const { o } = this;
+    const batch = r.batch;
+    for (const d of r.deadLetters) this.ctx.deadLetter(recordOf(batch, d.src), d.reason, d.message);
+    for (const [stage, count] of r.late) o.metrics.lateRecords.inc({ topology: o.topology, stage }, count);
+    const pending = this.laneOf(batch.partitions[0]).pending;
+    for (const c of r.copy) {
+      if (!c.src.length) continue;
+      const records = new Map<number, StreamRecord>();
+      this.addSegment(pending, c.name, {
+        text: Buffer.from(c.text.buffer, c.text.byteOffset, c.text.byteLength), ends: c.ends, keys: c.keys,
+        record: (i) => {
+          let rec = records.get(i);
+          if (!rec) records.set(i, (rec = recordOf(batch, c.src[i])));
+          return rec;
+        },
+      });
+    }
+  }
+
+  /** Waits until every batch sent to the stage workers is in the pending batches (a worker's failure is thrown). */
+  private async drain(): Promise<void> {
+    if (!this.processing.length) return;
+    const all = this.processing;
+    this.processing = [];
+    for (const p of all) await p;
   }
 
   private laneOf(partition: number): Lane {
@@ -312,6 +383,7 @@ export class StreamTask {
   }
 
   private async startFlush(lane: Lane): Promise<void> {
+    await this.drain();
     await this.settle(lane);
     await this.source.settled();
     const pending = lane.pending;
@@ -358,7 +430,7 @@ export class StreamTask {
       // (2) One transaction: fenced offsets, every Postgres sink, dead letters.
       const result = await inFlushTransaction(o.db, o.groupId, o.plan.topic, f.offsets, f.pending.deadLetters, async (conn, rejectedRows) => {
         let n = 0;
-        for (const [name, { sink }] of this.copySinks) n += await sink.write(conn, (f.pending.outputs.get(name) ?? []) as StreamRecord<CopyRow>[], rejectedRows);
+        for (const [name, { sink }] of this.copySinks) n += await sink.write(conn, f.pending.copies.get(name) ?? [], rejectedRows);
         for (const [name, sink] of this.windowSinks) n += await sink.write(conn, f.pending.outputs.get(name) ?? [], f.closedThrough);
         return n;
       });
@@ -400,6 +472,7 @@ export class StreamTask {
   private async rewind(partitions: number[]): Promise<void> {
     const { o } = this;
     const owned = partitions.filter((p) => this.committed.has(p));
+    await this.drain();
     for (const lane of this.lanes) lane.pending.dropPartitions(new Set(partitions));
     if (!owned.length) return;
     const stored = await retry('reading offsets from Postgres', () => loadOffsets(o.db, o.groupId, o.plan.topic, owned), o.log, o.signal);
@@ -443,6 +516,7 @@ export class StreamTask {
   /** Finish the flush in flight (so its offsets land before another instance reads them), drop the rest. */
   private async onRevoke(partitions: number[]): Promise<void> {
     for (const lane of this.lanes) if (lane.inflight) await lane.inflight;
+    await this.drain();
     for (const lane of this.lanes) lane.pending.dropPartitions(new Set(partitions));
     for (const p of partitions) {
       this.committed.delete(p);

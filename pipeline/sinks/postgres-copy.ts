@@ -1,32 +1,19 @@
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { finished } from 'node:stream/promises';
 import { from as copyFrom } from 'pg-copy-streams';
-import { copyChunks, encodeCopyRow, type CopyValue } from '../codec/copy-text.ts';
-import { isRowError, type Connection } from '../postgres/db.ts';
+import type { Connection } from '../postgres/db.ts';
+import { isRowError } from '../postgres/db.ts';
 import type { DeadLetter } from '../postgres/dead-letters.ts';
-import { deadLetterOf, type StreamRecord } from '../records.ts';
-
-/** A row ready for COPY: its text line, and its primary key (for in-batch duplicate detection). */
-export interface CopyRow {
-  line: string;
-  key: string | undefined;
-}
-
-export function copyRow(values: readonly CopyValue[], keyIndex: number | undefined): CopyRow {
-  return { line: encodeCopyRow(values), key: keyIndex === undefined ? undefined : String(values[keyIndex]) };
-}
+import { deadLetterOf } from '../records.ts';
+import type { CopySegment } from './copy-segment.ts';
 
 export interface PostgresCopySinkOptions {
   /** Quoted table name (see tableName()). */
   table: string;
   columns: string[];
   dlqTopic: string;
-  chunkBytes?: number;
 }
 
 const UNIQUE_VIOLATION = '23505';
-/** Large writes: a flush of 10,000 orders is about 1.1 MB of COPY text, so a few chunks. */
-const CHUNK_BYTES = 256 * 1024;
 
 /**
  * Appends rows with COPY, inside the transaction the runtime opened for a flush (see runtime/flush.ts).
@@ -40,36 +27,46 @@ export class PostgresCopySink {
     this.copySql = `COPY ${o.table} (${o.columns.join(', ')}) FROM STDIN`;
   }
 
-  /** Writes the rows; rejected ones are appended to rejected. Returns the number of rows written. */
-  async write(conn: Connection, batch: StreamRecord<CopyRow>[], rejected: DeadLetter[]): Promise<number> {
+  /** Writes the rows of the segments; rejected ones are appended to rejected. Returns the number of rows written. */
+  async write(conn: Connection, segments: CopySegment[], rejected: DeadLetter[]): Promise<number> {
+    const rows = new Rows(segments);
     const before = rejected.length;
-    const rows = this.dropInBatchDuplicates(batch, rejected);
+    const kept = this.dropInBatchDuplicates(rows, rejected);
     const duplicates = rejected.length - before;
-    await this.copyIsolating(conn, rows, rejected);
-    return rows.length - (rejected.length - before - duplicates);
+    await this.copyIsolating(conn, rows, kept, rejected);
+    return kept.length - (rejected.length - before - duplicates);
   }
 
-  private dropInBatchDuplicates(rows: StreamRecord<CopyRow>[], rejected: DeadLetter[]): StreamRecord<CopyRow>[] {
-    if (rows.length < 2 || rows[0].value.key === undefined) return rows;
+  /** Row numbers to write: all of them, less every repeat of a key already seen in this flush (the first wins). */
+  private dropInBatchDuplicates(rows: Rows, rejected: DeadLetter[]): Uint32Array {
+    const kept = new Uint32Array(rows.length);
+    if (rows.length < 2 || rows.segments.some((s) => !s.keys)) {
+      for (let g = 0; g < kept.length; g++) kept[g] = g;
+      return kept;
+    }
     const seen = new Set<string>();
-    const out: StreamRecord<CopyRow>[] = [];
-    for (const r of rows) {
-      const k = r.value.key!;
-      if (seen.has(k)) rejected.push(this.deadLetter(r, 'duplicate', IN_BATCH));
-      else {
-        seen.add(k);
-        out.push(r);
+    let n = 0;
+    let g = 0;
+    for (const s of rows.segments) {
+      for (let i = 0; i < s.ends.length; i++, g++) {
+        const k = s.keys![i];
+        if (seen.has(k)) rejected.push(this.deadLetter(s, i, 'duplicate', IN_BATCH));
+        else {
+          seen.add(k);
+          kept[n++] = g;
+        }
       }
     }
-    return out;
+    return kept.subarray(0, n);
   }
 
   /** COPY inside a savepoint; on a row error, split in halves until the offending rows are alone. */
-  private async copyIsolating(conn: Connection, rows: StreamRecord<CopyRow>[], rejected: DeadLetter[], nested = false): Promise<void> {
-    if (!rows.length) return;
-    await conn.none('SAVEPOINT copy_part');
+  private async copyIsolating(conn: Connection, rows: Rows, part: Uint32Array, rejected: DeadLetter[], nested = false): Promise<void> {
+    if (!part.length) return;
     try {
-      await this.copy(conn, rows);
+      // Both queued at once: the COPY goes out the moment the SAVEPOINT's answer comes, without waiting for the event
+      // loop, which is busy with the next batch (a flush's time is mostly such waits, `npm run bench -- ingest`).
+      await Promise.all([conn.none('SAVEPOINT copy_part'), this.copy(conn, rows, part)]);
       // COMMIT releases the savepoint anyway: the common, whole-batch case saves a round trip (the event loop is busy
       // with the next batch, so each round trip of a flush costs far more than the network). While bisecting, each
       // success is released so the open subtransactions stay few.
@@ -78,36 +75,80 @@ export class PostgresCopySink {
       if (!isRowError(err)) throw err;
       await conn.none('ROLLBACK TO SAVEPOINT copy_part');
       await conn.none('RELEASE SAVEPOINT copy_part');
-      if (rows.length === 1) {
+      if (part.length === 1) {
         const e = err as { code: string; message: string; detail?: string };
         const reason = e.code === UNIQUE_VIOLATION ? 'duplicate' : 'rejected-by-database';
-        rejected.push(this.deadLetter(rows[0], reason, `${e.code}: ${e.message}${e.detail ? ` (${e.detail})` : ''}`));
+        const [s, i] = rows.locate(part[0]);
+        rejected.push(this.deadLetter(s, i, reason, `${e.code}: ${e.message}${e.detail ? ` (${e.detail})` : ''}`));
         return;
       }
-      const half = rows.length >> 1;
-      await this.copyIsolating(conn, rows.slice(0, half), rejected, true);
-      await this.copyIsolating(conn, rows.slice(half), rejected, true);
+      const half = part.length >> 1;
+      await this.copyIsolating(conn, rows, part.subarray(0, half), rejected, true);
+      await this.copyIsolating(conn, rows, part.subarray(half), rejected, true);
     }
   }
 
   /**
-   * The whole batch is encoded up front, in one synchronous pass, and handed to the socket at once. Encoding lazily,
-   * a chunk per tick, interleaved the COPY with the next batch's processing on the event loop, so Postgres sat
-   * waiting for data: flushes took ~150 ms for 10,000 rows that it ingests in ~30 ms (`npm run bench -- ingest`).
+   * The rows go to the stream as the segments' own buffers (a slice where rows were left out), all written in one go:
+   * handed over a chunk per tick, each chunk waited behind the next batch's processing on the event loop, and
+   * Postgres sat idle between them (`npm run bench -- ingest`).
    */
-  private async copy(conn: Connection, rows: StreamRecord<CopyRow>[]): Promise<void> {
-    const chunks = [...copyChunks(lines(rows), this.o.chunkBytes ?? CHUNK_BYTES)];
+  private async copy(conn: Connection, rows: Rows, part: Uint32Array): Promise<void> {
     const stream = (conn.client as unknown as { query(q: unknown): NodeJS.WritableStream }).query(copyFrom(this.copySql));
-    await pipeline(Readable.from(chunks), stream);
+    const done = finished(stream);
+    for (const b of rows.buffers(part)) stream.write(b);
+    stream.end();
+    await done;
   }
 
-  private deadLetter(r: StreamRecord<CopyRow>, reason: string, message: string): DeadLetter {
-    return deadLetterOf(r, this.o.dlqTopic, reason, message);
+  private deadLetter(s: CopySegment, i: number, reason: string, message: string): DeadLetter {
+    return deadLetterOf(s.record(i), this.o.dlqTopic, reason, message);
   }
 }
 
 const IN_BATCH = 'the same key appeared earlier in this batch; the first one wins';
 
-function* lines(rows: StreamRecord<CopyRow>[]): Generator<string> {
-  for (const r of rows) yield r.value.line;
+/** The rows of a flush's segments, numbered 0..length-1 across them. */
+class Rows {
+  readonly length: number;
+  /** The row number of each segment's first row. */
+  private readonly firsts: number[] = [];
+  constructor(readonly segments: CopySegment[]) {
+    let n = 0;
+    for (const s of segments) {
+      this.firsts.push(n);
+      n += s.ends.length;
+    }
+    this.length = n;
+  }
+
+  /** The segment and index of row g. */
+  locate(g: number): [CopySegment, number] {
+    let lo = 0;
+    let hi = this.firsts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.firsts[mid] <= g) lo = mid;
+      else hi = mid - 1;
+    }
+    return [this.segments[lo], g - this.firsts[lo]];
+  }
+
+  /** The COPY text of the rows (ascending row numbers), as slices of the segments: one per run of consecutive rows. */
+  buffers(part: Uint32Array): Buffer[] {
+    const out: Buffer[] = [];
+    let k = 0;
+    while (k < part.length) {
+      const [s, i] = this.locate(part[k]);
+      let j = i;
+      while (k + 1 < part.length && part[k + 1] === part[k] + 1 && j + 1 < s.ends.length) {
+        k++;
+        j++;
+      }
+      k++;
+      const start = i === 0 ? 0 : s.ends[i - 1];
+      out.push(start === 0 && j === s.ends.length - 1 ? s.text : s.text.subarray(start, s.ends[j]));
+    }
+    return out;
+  }
 }

@@ -75,78 +75,81 @@ describe('orders-ingest on real Kafka and Postgres', () => {
     }
   });
 
-  it('sends invalid records of every kind to the dead-letter topic with headers naming the error, and loses nothing', async () => {
-    const n = fresh();
-    await createTopic(n.topic, 3);
-    const valid = [order(), order({ price: 0.07 }), order({ price: 1.1 })];
-    const bad: { value: Buffer | null; reason: string }[] = [
-      { value: Buffer.from('{"order_id": "x", '), reason: 'malformed-json' },
-      { value: Buffer.from(JSON.stringify({ ...order(), product: undefined })), reason: 'schema' },
-      { value: Buffer.from(JSON.stringify({ ...order(), quantity: '3' })), reason: 'schema' },
-      { value: Buffer.from(JSON.stringify({ ...order(), quantity: -1 })), reason: 'schema' },
-      { value: Buffer.from(JSON.stringify({ ...order(), price: 1.005 })), reason: 'schema' },
-      { value: Buffer.from(JSON.stringify({ ...order(), extra: true })), reason: 'schema' },
-      { value: Buffer.from('[1,2,3]'), reason: 'schema' },
-      { value: null, reason: 'tombstone' },
-      { value: Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), reason: 'invalid-utf8' },
-      { value: Buffer.from(JSON.stringify(order({ product: 'nul\u0000byte' }))), reason: 'unencodable' },
-      { value: Buffer.from(JSON.stringify(order({ price: 1e12 }))), reason: 'rejected-by-database' },
-    ];
-    await produce([
-      ...valid.map((o) => ({ topic: n.topic, key: o.order_id, value: Buffer.from(JSON.stringify(o)) })),
-      ...bad.map((b, i) => ({ topic: n.topic, key: `bad-${i}`, value: b.value, headers: [{ 'trace-id': `t${i}` }] })),
-    ]);
-    await ingestToIdle(n);
+  // Stages and COPY encoding in a worker thread (the default, --stage-threads 1) and on the main thread: the same results.
+  for (const [label, threads] of [['stage worker', []], ['main thread', ['--stage-threads', '0']]] as const) {
+    it(`sends invalid records of every kind to the dead-letter topic with headers naming the error, and loses nothing (${label})`, async () => {
+      const n = fresh();
+      await createTopic(n.topic, 3);
+      const valid = [order(), order({ price: 0.07 }), order({ price: 1.1 })];
+      const bad: { value: Buffer | null; reason: string }[] = [
+        { value: Buffer.from('{"order_id": "x", '), reason: 'malformed-json' },
+        { value: Buffer.from(JSON.stringify({ ...order(), product: undefined })), reason: 'schema' },
+        { value: Buffer.from(JSON.stringify({ ...order(), quantity: '3' })), reason: 'schema' },
+        { value: Buffer.from(JSON.stringify({ ...order(), quantity: -1 })), reason: 'schema' },
+        { value: Buffer.from(JSON.stringify({ ...order(), price: 1.005 })), reason: 'schema' },
+        { value: Buffer.from(JSON.stringify({ ...order(), extra: true })), reason: 'schema' },
+        { value: Buffer.from('[1,2,3]'), reason: 'schema' },
+        { value: null, reason: 'tombstone' },
+        { value: Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), reason: 'invalid-utf8' },
+        { value: Buffer.from(JSON.stringify(order({ product: 'nul\u0000byte' }))), reason: 'unencodable' },
+        { value: Buffer.from(JSON.stringify(order({ price: 1e12 }))), reason: 'rejected-by-database' },
+      ];
+      await produce([
+        ...valid.map((o) => ({ topic: n.topic, key: o.order_id, value: Buffer.from(JSON.stringify(o)) })),
+        ...bad.map((b, i) => ({ topic: n.topic, key: `bad-${i}`, value: b.value, headers: [{ 'trace-id': `t${i}` }] })),
+      ]);
+      await ingestToIdle(n, ...threads);
 
-    assert.deepEqual(await rowCount(n.table), { rows: valid.length, distinct: valid.length });
-    const dead = await readTopic(n.dlq);
-    assert.equal(dead.length, bad.length);
-    for (const m of dead) {
-      const i = Number(m.key!.toString().slice(4));
-      assert.equal(header(m, 'error.reason'), bad[i].reason, `record ${i}: ${header(m, 'error.message')}`);
-      assert.ok(header(m, 'error.message'));
-      assert.equal(header(m, 'source.topic'), n.topic);
-      assert.match(header(m, 'source.partition')!, /^\d+$/);
-      assert.match(header(m, 'source.offset')!, /^\d+$/);
-      assert.equal(header(m, 'trace-id'), `t${i}`, 'original headers are kept');
-      assert.deepEqual(m.value, bad[i].value === null ? null : bad[i].value, 'original bytes are kept');
-    }
-  });
+      assert.deepEqual(await rowCount(n.table), { rows: valid.length, distinct: valid.length });
+      const dead = await readTopic(n.dlq);
+      assert.equal(dead.length, bad.length);
+      for (const m of dead) {
+        const i = Number(m.key!.toString().slice(4));
+        assert.equal(header(m, 'error.reason'), bad[i].reason, `record ${i}: ${header(m, 'error.message')}`);
+        assert.ok(header(m, 'error.message'));
+        assert.equal(header(m, 'source.topic'), n.topic);
+        assert.match(header(m, 'source.partition')!, /^\d+$/);
+        assert.match(header(m, 'source.offset')!, /^\d+$/);
+        assert.equal(header(m, 'trace-id'), `t${i}`, 'original headers are kept');
+        assert.deepEqual(m.value, bad[i].value === null ? null : bad[i].value, 'original bytes are kept');
+      }
+    });
 
-  it('keeps tab, newline, carriage return, backslash, quotes, \\. and non-ASCII unchanged through COPY', async () => {
-    const n = fresh();
-    await createTopic(n.topic, 3);
-    const products = ['tab\there', 'line\nbreak', 'cr\rlf\r\n', 'back\\slash\\', '"quoted" \'single\'', '\\.', 'Crème brûlée 🍮 寿司', '\\N', 'a\\tb'];
-    const orders = products.map((product) => order({ product }));
-    await produce(orders.map((o) => ({ topic: n.topic, key: o.order_id, value: Buffer.from(JSON.stringify(o)) })));
-    await ingestToIdle(n);
-    const rows = await db().any<{ order_id: string; product: string }>('SELECT order_id, product FROM $1:name', [n.table]);
-    const byId = new Map(rows.map((r) => [r.order_id, r.product]));
-    for (const o of orders) assert.equal(byId.get(o.order_id), o.product);
-  });
+    it(`keeps tab, newline, carriage return, backslash, quotes, \\. and non-ASCII unchanged through COPY (${label})`, async () => {
+      const n = fresh();
+      await createTopic(n.topic, 3);
+      const products = ['tab\there', 'line\nbreak', 'cr\rlf\r\n', 'back\\slash\\', '"quoted" \'single\'', '\\.', 'Crème brûlée 🍮 寿司', '\\N', 'a\\tb'];
+      const orders = products.map((product) => order({ product }));
+      await produce(orders.map((o) => ({ topic: n.topic, key: o.order_id, value: Buffer.from(JSON.stringify(o)) })));
+      await ingestToIdle(n, ...threads);
+      const rows = await db().any<{ order_id: string; product: string }>('SELECT order_id, product FROM $1:name', [n.table]);
+      const byId = new Map(rows.map((r) => [r.order_id, r.product]));
+      for (const o of orders) assert.equal(byId.get(o.order_id), o.product);
+    });
 
-  it('isolates rows Postgres rejects and duplicates: the first order_id wins, later ones are dead letters', async () => {
-    const n = fresh();
-    await createTopic(n.topic, 1);
-    const first = order({ product: 'first' });
-    const good = Array.from({ length: 500 }, () => order());
-    const badDate = order({ ordered_at: '0000-01-01T00:00:00Z' });
-    await produce([first, ...good.slice(0, 250), badDate, { ...first, product: 'second' }, ...good.slice(250)]
-      .map((o) => ({ topic: n.topic, key: o.order_id, value: Buffer.from(JSON.stringify(o)) })));
-    await ingestToIdle(n);
-    assert.deepEqual(await rowCount(n.table), { rows: 501, distinct: 501 });
-    const kept = await db().one<{ product: string }>('SELECT product FROM $1:name WHERE order_id = $2', [n.table, first.order_id]);
-    assert.equal(kept.product, 'first');
-    const reasons = (await readTopic(n.dlq)).map((m) => header(m, 'error.reason')).sort();
-    assert.deepEqual(reasons, ['duplicate', 'rejected-by-database']);
-    // A later batch with an order_id already in the table: the database says so, the row goes to the dead letters.
-    await produce([{ topic: n.topic, key: first.order_id, value: Buffer.from(JSON.stringify({ ...first, product: 'third' })) }]);
-    await ingestToIdle(n);
-    assert.deepEqual(await rowCount(n.table), { rows: 501, distinct: 501 });
-    const dlq = await readTopic(n.dlq);
-    assert.equal(dlq.length, 3);
-    assert.match(header(dlq.find((m) => m.value!.toString().includes('third'))!, 'error.message')!, /23505/);
-  });
+    it(`isolates rows Postgres rejects and duplicates: the first order_id wins, later ones are dead letters (${label})`, async () => {
+      const n = fresh();
+      await createTopic(n.topic, 1);
+      const first = order({ product: 'first' });
+      const good = Array.from({ length: 500 }, () => order());
+      const badDate = order({ ordered_at: '0000-01-01T00:00:00Z' });
+      await produce([first, ...good.slice(0, 250), badDate, { ...first, product: 'second' }, ...good.slice(250)]
+        .map((o) => ({ topic: n.topic, key: o.order_id, value: Buffer.from(JSON.stringify(o)) })));
+      await ingestToIdle(n, ...threads);
+      assert.deepEqual(await rowCount(n.table), { rows: 501, distinct: 501 });
+      const kept = await db().one<{ product: string }>('SELECT product FROM $1:name WHERE order_id = $2', [n.table, first.order_id]);
+      assert.equal(kept.product, 'first');
+      const reasons = (await readTopic(n.dlq)).map((m) => header(m, 'error.reason')).sort();
+      assert.deepEqual(reasons, ['duplicate', 'rejected-by-database']);
+      // A later batch with an order_id already in the table: the database says so, the row goes to the dead letters.
+      await produce([{ topic: n.topic, key: first.order_id, value: Buffer.from(JSON.stringify({ ...first, product: 'third' })) }]);
+      await ingestToIdle(n, ...threads);
+      assert.deepEqual(await rowCount(n.table), { rows: 501, distinct: 501 });
+      const dlq = await readTopic(n.dlq);
+      assert.equal(dlq.length, 3);
+      assert.match(header(dlq.find((m) => m.value!.toString().includes('third'))!, 'error.message')!, /23505/);
+    });
+  }
 
   it('stops on SIGTERM mid-stream with everything committed, and a restart finishes with exactly N rows', async () => {
     const n = fresh();

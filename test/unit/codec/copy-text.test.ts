@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { copyChunks, CopyEncodeError, encodeCopyRow, encodeCopyValue, escapeCopyText } from '../../../pipeline/codec/copy-text.ts';
+import { CopyEncodeError, encodeCopyRow, encodeCopyValue, escapeCopyText } from '../../../pipeline/codec/copy-text.ts';
 
 describe('COPY text encoder', () => {
   it('escapes backslash, tab, newline and carriage return, and nothing else', () => {
@@ -27,13 +27,5 @@ describe('COPY text encoder', () => {
 
   it('encodes a row as tab-separated columns ending in a newline', () => {
     assert.equal(encodeCopyRow(['x', 1, null, 'a\tb']), 'x\t1\t\\N\ta\\tb\n');
-  });
-
-  it('joins lines into chunks of about the given size without splitting a line', () => {
-    const lines = Array.from({ length: 100 }, (_, i) => `row ${i}\n`);
-    const chunks = [...copyChunks(lines, 64)];
-    assert.ok(chunks.length > 1);
-    assert.equal(Buffer.concat(chunks).toString(), lines.join(''));
-    for (const c of chunks) assert.ok(c.toString().endsWith('\n'));
   });
 });

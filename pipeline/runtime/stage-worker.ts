@@ -1,0 +1,64 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import { PlanExecutor } from '../dsl/executor.ts';
+import type { TopologyPlan } from '../dsl/plan.ts';
+import { errorMessage } from '../errors.ts';
+import type { StageContext, StreamRecord } from '../records.ts';
+import { copyTargets, runBatch } from './batch.ts';
+import { retry } from './retry.ts';
+import { batchBuffers, recordOf, type PlanRef, type WorkerBatch, type WorkerCopyOutput, type WorkerResult } from './stage-workers.ts';
+
+/** The worker side of StageWorkers: builds the plan from its PlanRef, then runs every batch it is sent. */
+type Sourced = StreamRecord & { src: number };
+
+const ref = (workerData as { plan: PlanRef }).plan;
+const factory = (await import(ref.module))[ref.export] as (...args: unknown[]) => TopologyPlan;
+const executor = new PlanExecutor(factory(...ref.args));
+const targets = copyTargets(executor);
+const port = parentPort!;
+const stop = new AbortController();
+
+function unpack(b: WorkerBatch): Sourced[] {
+  const out: Sourced[] = new Array(b.partitions.length);
+  for (let i = 0; i < out.length; i++) {
+    const r = recordOf(b, i) as Sourced;
+    r.src = i;
+    out[i] = r;
+  }
+  return out;
+}
+
+/** Whether a buffer can be handed over without copying: it must own its whole ArrayBuffer (small ones share a pool). */
+const ownsBuffer = (u: Uint8Array) => u.byteOffset === 0 && u.byteLength === u.buffer.byteLength;
+
+async function handle(b: WorkerBatch): Promise<void> {
+  const result: WorkerResult = { id: b.id, batch: b, copy: [], deadLetters: [], late: [] };
+  const transfer: ArrayBuffer[] = batchBuffers(b);
+  try {
+    const records = unpack(b);
+    if (executor.needsPrepare) await retry('preparing the batch', () => executor.prepare(records), (line) => console.error(line), stop.signal);
+    const late = new Map<string, number>();
+    const ctx: StageContext = {
+      deadLetter: (r, reason, message) => result.deadLetters.push({ src: (r as Sourced).src, reason, message }),
+      late: (_r, stage) => late.set(stage, (late.get(stage) ?? 0) + 1),
+    };
+    const out = runBatch(executor, records, ctx, targets);
+    if (out.other.size) throw new Error(`stage workers only write Postgres append sinks, not ${[...out.other.keys()].join(', ')}`);
+    for (const [name, e] of out.copy) {
+      const c: WorkerCopyOutput = { name, text: e.text, ends: e.ends, keys: e.keys, src: Uint32Array.from(e.rows, (r) => (r as Sourced).src) };
+      if (ownsBuffer(e.text)) transfer.push(e.text.buffer as ArrayBuffer);
+      transfer.push(c.ends.buffer as ArrayBuffer, c.src.buffer as ArrayBuffer);
+      result.copy.push(c);
+    }
+    result.late = [...late];
+  } catch (err) {
+    port.postMessage({ id: b.id, batch: b, copy: [], deadLetters: [], late: [], error: errorMessage(err) } satisfies WorkerResult, batchBuffers(b));
+    return;
+  }
+  port.postMessage(result, transfer);
+}
+
+// One batch at a time, in the order they came: prepare() may wait (a schema fetch), and batches must not overtake.
+let queue = Promise.resolve();
+port.on('message', (b: WorkerBatch) => {
+  queue = queue.then(() => handle(b));
+});

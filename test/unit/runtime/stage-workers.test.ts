@@ -1,0 +1,78 @@
+import assert from 'node:assert/strict';
+import type Kafka from 'node-rdkafka';
+import { PlanExecutor } from '../../../pipeline/dsl/executor.ts';
+import type { StageContext, StreamRecord } from '../../../pipeline/records.ts';
+import { copyTargets, runBatch } from '../../../pipeline/runtime/batch.ts';
+import { StageWorkers } from '../../../pipeline/runtime/stage-workers.ts';
+import { ordersIngestPlan } from '../../../topologies/orders-ingest-plan.ts';
+
+const PLAN_MODULE = new URL('../../../topologies/orders-ingest-plan.ts', import.meta.url).href;
+
+function order(i: number, product = `Widget ${i}`) {
+  return { order_id: `0190c0de-0000-7000-8000-${String(i).padStart(12, '0')}`, order_number: i, product, quantity: 1 + (i % 5), price: 9.99, ordered_at: '2026-11-28T10:00:00.000Z' };
+}
+
+function message(i: number, value: Buffer | null, key: string | null = `k${i}`, headers?: Kafka.MessageHeader[]): Kafka.Message {
+  return { topic: 'orders', partition: i % 3, offset: 100 + i, timestamp: 1_700_000_000_000 + i, key: key === null ? undefined : Buffer.from(key), value, size: value?.length ?? 0, headers } as Kafka.Message;
+}
+
+/** A batch with every kind of record: valid, non-ASCII, malformed, schema-invalid, tombstone, not UTF-8, unencodable, keyless, with headers. */
+function batch(): Kafka.Message[] {
+  const out: Kafka.Message[] = [];
+  for (let i = 0; i < 300; i++) out.push(message(i, Buffer.from(JSON.stringify(order(i)))));
+  out.push(message(300, Buffer.from(JSON.stringify(order(300, 'Crème brûlée 🍮 tab\there')))));
+  out.push(message(301, Buffer.from('{"order_id": ')));
+  out.push(message(302, Buffer.from(JSON.stringify({ ...order(302), quantity: '3' }))));
+  out.push(message(303, null));
+  out.push(message(304, Buffer.from([0x7b, 0xff, 0xfe, 0x7d])));
+  out.push(message(305, Buffer.from(JSON.stringify(order(305, 'nul\u0000byte')))));
+  out.push(message(306, Buffer.from(JSON.stringify(order(306))), null, [{ 'trace-id': Buffer.from('t306') }]));
+  return out;
+}
+
+const toRecord = (m: Kafka.Message): StreamRecord => ({
+  topic: m.topic, partition: m.partition, offset: m.offset, timestamp: m.timestamp, rawKey: (m.key as Buffer | undefined) ?? null,
+  key: m.key ? m.key.toString() : null, headers: m.headers, raw: m.value, value: m.value,
+});
+
+describe('stage workers', () => {
+  it('give the same rows and dead letters as the main thread, byte for byte', async () => {
+    const messages = batch();
+    // The main thread's result.
+    const executor = new PlanExecutor(ordersIngestPlan('orders', 'orders_data'));
+    const dead: { offset: number; reason: string }[] = [];
+    const ctx: StageContext = { deadLetter: (r, reason) => dead.push({ offset: r.offset, reason }), late: () => undefined };
+    const local = runBatch(executor, messages.map(toRecord), ctx, copyTargets(executor)).copy.get('to-orders_data')!;
+
+    const workers = new StageWorkers(2, { module: PLAN_MODULE, export: 'ordersIngestPlan', args: ['orders', 'orders_data'] });
+    try {
+      // Two batches on two workers, and one more: results are per batch, whichever worker ran it.
+      const results = await Promise.all([workers.run('orders', messages), workers.run('orders', messages.slice(0, 10)), workers.run('orders', messages)]);
+      for (const r of [results[0], results[2]]) {
+        assert.equal(r.copy.length, 1);
+        const c = r.copy[0];
+        assert.equal(c.name, 'to-orders_data');
+        assert.equal(Buffer.from(c.text).toString(), local.text.toString());
+        assert.deepEqual([...c.ends], [...local.ends]);
+        assert.deepEqual(c.keys, local.keys);
+        assert.deepEqual([...c.src].map((i) => messages[i].offset), local.rows.map((x) => x.offset));
+        assert.deepEqual(r.deadLetters.map((d) => ({ offset: messages[d.src].offset, reason: d.reason })), dead);
+      }
+      assert.equal(results[1].copy[0].src.length, 10);
+      assert.deepEqual(dead.map((d) => d.reason), ['malformed-json', 'tombstone', 'invalid-utf8', 'schema', 'unencodable'], 'in the order the stages rejected them');
+      assert.equal(local.rows.length, 302);
+    } finally {
+      await workers.close();
+    }
+  });
+
+  it('fail every batch waiting when a worker cannot build its plan, with the reason', async () => {
+    const workers = new StageWorkers(1, { module: PLAN_MODULE, export: 'noSuchPlan', args: [] });
+    try {
+      await assert.rejects(workers.run('orders', batch().slice(0, 5)), /not a function|exited/);
+      await assert.rejects(workers.run('orders', batch().slice(0, 5)));
+    } finally {
+      await workers.close();
+    }
+  });
+});

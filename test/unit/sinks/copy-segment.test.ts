@@ -1,0 +1,46 @@
+import assert from 'node:assert/strict';
+import type { StreamRecord } from '../../../pipeline/records.ts';
+import { encodeRows, filterSegment, segmentOf } from '../../../pipeline/sinks/copy-segment.ts';
+
+const rec = (partition: number, offset: number, value: unknown): StreamRecord => ({
+  topic: 't', partition, offset, timestamp: undefined, key: null, rawKey: null, headers: undefined, raw: null, value,
+});
+
+const line = (s: { text: Buffer; ends: Uint32Array }, i: number) => s.text.subarray(i === 0 ? 0 : s.ends[i - 1], s.ends[i]).toString();
+
+describe('COPY segments', () => {
+  it('encodes a batch into one buffer with each line\'s end in bytes, non-ASCII included', () => {
+    const records = [rec(0, 0, ['a', 1]), rec(0, 1, ['Crème 寿司 🍮', 2]), rec(1, 0, ['tab\there', null])];
+    const e = encodeRows(records, (r) => r.value as string[], 0, () => assert.fail('nothing is rejected'));
+    assert.equal(e.text.toString(), 'a\t1\nCrème 寿司 🍮\t2\ntab\\there\t\\N\n');
+    assert.deepEqual([0, 1, 2].map((i) => line(e, i)), ['a\t1\n', 'Crème 寿司 🍮\t2\n', 'tab\\there\t\\N\n']);
+    assert.equal(e.ends[2], e.text.length);
+    assert.deepEqual(e.keys, ['a', 'Crème 寿司 🍮', 'tab\there']);
+    assert.deepEqual(e.rows, records);
+  });
+
+  it('rejects what COPY cannot carry, and a row function that throws, and keeps the rest in order', () => {
+    const rejected: [number, string][] = [];
+    const records = [rec(0, 0, ['ok']), rec(0, 1, ['nul\u0000']), rec(0, 2, ['lone \ud800']), rec(0, 3, 'throw'), rec(0, 4, [Number.NaN]), rec(0, 5, ['last'])];
+    const e = encodeRows(records, (r) => {
+      if (r.value === 'throw') throw new Error('no row');
+      return r.value as string[];
+    }, -1, (r, reason) => rejected.push([r.offset, reason]));
+    assert.deepEqual(rejected, [[1, 'unencodable'], [2, 'unencodable'], [3, 'map-failed'], [4, 'unencodable']]);
+    assert.equal(e.text.toString(), 'ok\nlast\n');
+    assert.deepEqual(e.rows.map((r) => r.offset), [0, 5]);
+    assert.equal(e.keys, undefined);
+  });
+
+  it('filters rows by their record (a revoked partition), keeping lines, keys and records together', () => {
+    const records = [rec(0, 0, ['a']), rec(1, 0, ['é']), rec(0, 1, ['c']), rec(1, 1, ['d'])];
+    const s = segmentOf(encodeRows(records, (r) => r.value as string[], 0, () => undefined));
+    const kept = filterSegment(s, (r) => r.partition === 1)!;
+    assert.equal(kept.text.toString(), 'é\nd\n');
+    assert.deepEqual([...kept.ends], [3, 5]);
+    assert.deepEqual(kept.keys, ['é', 'd']);
+    assert.deepEqual([kept.record(0), kept.record(1)], [records[1], records[3]]);
+    assert.equal(filterSegment(s, () => true), s, 'nothing dropped: the same segment');
+    assert.equal(filterSegment(s, () => false), undefined);
+  });
+});
