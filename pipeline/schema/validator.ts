@@ -18,6 +18,8 @@ function instance(): Ajv2020 {
   if (ajv) return ajv;
   ajv = new Ajv2020({ allErrors: false, strict: true, allowUnionTypes: true });
   addFormats(ajv, { mode: 'fast', formats: ['uuid', 'date-time', 'date', 'time', 'email', 'uri'] });
+  // The same grammar as ajv-formats' uuid regex, checked a character at a time: a third of validation's time went there.
+  ajv.addFormat('uuid', { type: 'string', validate: isUuid });
   ajv.removeKeyword('multipleOf');
   ajv.addKeyword({
     keyword: 'multipleOf',
@@ -27,6 +29,22 @@ function instance(): Ajv2020 {
     validate: (step: number, data: number) => isMultipleOf(data, step),
   });
   return ajv;
+}
+
+/** ajv-formats' uuid: /^(?:urn:uuid:)?[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}$/i */
+export function isUuid(s: string): boolean {
+  let at = 0;
+  if (s.length === 45) {
+    if (s.slice(0, 9).toLowerCase() !== 'urn:uuid:') return false;
+    at = 9;
+  } else if (s.length !== 36) return false;
+  for (let i = 0; i < 36; i++) {
+    const c = s.charCodeAt(at + i);
+    if (i === 8 || i === 13 || i === 18 || i === 23) {
+      if (c !== 45) return false; // '-'
+    } else if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102) || (c >= 65 && c <= 70))) return false; // 0-9 a-f A-F
+  }
+  return true;
 }
 
 function describe(errors: ErrorObject[] | null | undefined): string {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { decimalPlaces, isMultipleOf } from '../../../pipeline/schema/decimal.ts';
-import { validateOrder } from '../../../pipeline/schema/validator.ts';
+import { isUuid, validateOrder } from '../../../pipeline/schema/validator.ts';
 
 const valid = {
   order_id: '0190a3c4-7e2b-7a10-8000-000000000001', order_number: 1, product: 'Lamp', quantity: 1, price: 19.99,
@@ -73,5 +73,21 @@ describe('exact decimals', () => {
         assert.equal(isMultipleOf(v, step), decimalPlaces(v) <= k, `${v} multipleOf ${step}`);
       }
     }
+  });
+
+  it('checks uuid exactly as the ajv-formats regex does', () => {
+    const re = /^(?:urn:uuid:)?[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}$/i;
+    const cases = ['01a22990-8667-7000-bcb7-a1fdc801e287', '01A22990-8667-7000-BCB7-A1FDC801E287', 'urn:uuid:01a22990-8667-7000-bcb7-a1fdc801e287',
+      'URN:UUID:01a22990-8667-7000-bcb7-a1fdc801e287', 'urn:uuid01a22990-8667-7000-bcb7-a1fdc801e287x', '01a22990-8667-7000-bcb7-a1fdc801e28',
+      '01a22990-8667-7000-bcb7-a1fdc801e2877', '01a22990_8667-7000-bcb7-a1fdc801e287', '01a22990-8667-7000-bcb7-a1fdc801e28g', '', 'x'.repeat(45)];
+    let seed = 7;
+    const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % n);
+    const alphabet = '0123456789abcdefABCDEFgG-:un ';
+    for (let i = 0; i < 20_000; i++) {
+      const base = cases[rnd(4)].split('');
+      for (let k = rnd(3); k > 0; k--) base[rnd(base.length)] = alphabet[rnd(alphabet.length)];
+      cases.push(base.join(''));
+    }
+    for (const c of cases) assert.equal(isUuid(c), re.test(c), JSON.stringify(c));
   });
 });
