@@ -8,140 +8,9 @@ import { registryFromEnv, valueSerializer } from '../pipeline/schema/registry.ts
 import { orderSchema } from '../pipeline/schema/validator.ts';
 import type { Topology } from '../pipeline/topology.ts';
 import { ConfigError } from '../pipeline/errors.ts';
+import { invalidKindOf, OrderBatches, type OrderBatch } from './order-batches.ts';
 
-const PRODUCTS = ['Laptop', 'Phone', 'Headphones', 'Monitor', 'Keyboard', 'Mouse', 'Webcam', 'Desk Lamp', 'Chair', 'Backpack',
-  'Tablet', 'Charger', 'Speaker', 'Router', 'SSD 1TB', 'Coffee Grinder', 'Kettle', 'Notebook', 'Pen Set', 'Water Bottle'];
-
-export const INVALID_KINDS = ['malformed-json', 'missing-field', 'wrong-type', 'negative-quantity'] as const;
-export type InvalidKind = (typeof INVALID_KINDS)[number];
-
-/** A small seeded PRNG (mulberry32): the same seed gives the same sequence of products, prices and invalid kinds. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/**
- * UUIDv7 (RFC 9562 section 5.7): 48-bit Unix milliseconds, version 7, a 12-bit counter that keeps ids of the same
- * millisecond increasing (method 1 of section 6.2), the variant, and 62 random bits.
- */
-export class UuidV7 {
-  private lastMs = 0;
-  private counter = 0;
-  private pool = Buffer.alloc(8 * 4096);
-  private poolAt = this.pool.length;
-  private readonly bytes = Buffer.alloc(16);
-
-  next(now = Date.now()): string {
-    if (now > this.lastMs) {
-      this.lastMs = now;
-      this.counter = 0;
-    } else if (++this.counter > 0xfff) {
-      this.lastMs++; // counter exhausted: borrow the next millisecond, as RFC 9562 allows
-      this.counter = 0;
-    }
-    if (this.poolAt >= this.pool.length) {
-      crypto.randomFillSync(this.pool);
-      this.poolAt = 0;
-    }
-    const b = this.bytes;
-    b.writeUIntBE(this.lastMs, 0, 6);
-    b[6] = 0x70 | (this.counter >> 8);
-    b[7] = this.counter & 0xff;
-    this.pool.copy(b, 8, this.poolAt, this.poolAt + 8);
-    this.poolAt += 8;
-    b[8] = 0x80 | (b[8] & 0x3f);
-    const h = b.toString('hex');
-    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-  }
-}
-
-export interface GeneratedOrder {
-  key: string;
-  value: string;
-  invalid: InvalidKind | undefined;
-  /** Deliberately older than the window and grace it belongs to (--late-ratio). */
-  late: boolean;
-}
-
-/**
- * Event time of the generated orders. By default the wall clock; with eventTimeStart, simulated time that advances
- * stepMs per record, so a fast run spans many windows. outOfOrderMs jitters each time back by up to that much;
- * a lateRatio share is pushed back by lateByMs, past its window's grace period.
- */
-export interface EventTimeOptions {
-  eventTimeStart?: number;
-  stepMs?: number;
-  outOfOrderMs?: number;
-  lateRatio?: number;
-  lateByMs?: number;
-}
-
-/** Makes the orders: valid ones per schemas/order.schema.json, and a share of deliberately invalid ones. */
-export class OrderFactory {
-  private readonly rand: () => number;
-  private readonly ids = new UuidV7();
-  private orderNumber = 0;
-  private simulated: number | undefined;
-  constructor(seed: number, private readonly invalidRatio: number, private readonly time: EventTimeOptions = {}) {
-    this.rand = prng(seed);
-    this.simulated = time.eventTimeStart;
-  }
-
-  private eventTime(now: number): { at: number; late: boolean } {
-    const t = this.time;
-    let at = now;
-    if (this.simulated !== undefined) {
-      at = this.simulated;
-      this.simulated += t.stepMs ?? 1;
-    }
-    if (t.outOfOrderMs) at -= Math.floor(this.rand() * (t.outOfOrderMs + 1));
-    const late = t.lateRatio !== undefined && t.lateRatio > 0 && this.rand() < t.lateRatio;
-    if (late) at -= t.lateByMs ?? 120_000;
-    return { at, late };
-  }
-
-  next(now = Date.now()): GeneratedOrder {
-    const r = this.rand;
-    const time = this.eventTime(now);
-    const order = {
-      order_id: this.ids.next(now),
-      order_number: ++this.orderNumber,
-      product: PRODUCTS[Math.floor(r() * PRODUCTS.length)],
-      quantity: 1 + Math.floor(r() * 10),
-      price: Math.floor(r() * 100_000 + 1) / 100,
-      ordered_at: new Date(time.at).toISOString(),
-    };
-    const invalid = this.invalidRatio > 0 && r() < this.invalidRatio ? INVALID_KINDS[Math.floor(r() * INVALID_KINDS.length)] : undefined;
-    let value: string;
-    switch (invalid) {
-      case undefined:
-        value = JSON.stringify(order);
-        break;
-      case 'malformed-json':
-        value = JSON.stringify(order).slice(0, 20 + Math.floor(r() * 40));
-        break;
-      case 'missing-field': {
-        const { product: _, ...rest } = order;
-        value = JSON.stringify(rest);
-        break;
-      }
-      case 'wrong-type':
-        value = JSON.stringify({ ...order, quantity: String(order.quantity) });
-        break;
-      case 'negative-quantity':
-        value = JSON.stringify({ ...order, quantity: -order.quantity });
-        break;
-    }
-    return { key: order.order_id, value, invalid, late: time.late };
-  }
-}
+export { INVALID_KINDS, OrderFactory, prng, UuidV7, type EventTimeOptions, type GeneratedOrder, type InvalidKind } from './order-factory.ts';
 
 export const ordersGenerator: Topology = {
   name: 'orders-generator',
@@ -194,12 +63,15 @@ export const ordersGenerator: Topology = {
       progress.total++;
     };
     progress.start();
-    const factory = new OrderFactory(seed, v['invalid-ratio'] as number, {
-      eventTimeStart: v['event-time-start'] === undefined ? undefined : Date.parse(v['event-time-start'] as string),
-      stepMs: v['event-time-step-ms'] as number,
-      outOfOrderMs: v['out-of-order-ms'] as number,
-      lateRatio: v['late-ratio'] as number,
-      lateByMs: v['late-by-ms'] as number,
+    const batches = new OrderBatches({
+      seed, invalidRatio: v['invalid-ratio'] as number, schemaId: serializer.schemaId,
+      time: {
+        eventTimeStart: v['event-time-start'] === undefined ? undefined : Date.parse(v['event-time-start'] as string),
+        stepMs: v['event-time-step-ms'] as number,
+        outOfOrderMs: v['out-of-order-ms'] as number,
+        lateRatio: v['late-ratio'] as number,
+        lateByMs: v['late-by-ms'] as number,
+      },
     });
     let late = 0;
     // Only with --report: the keys sent, valid and invalid, for a check by order_id (scripts/chaos.ts).
@@ -208,6 +80,8 @@ export const ordersGenerator: Topology = {
     let sent = 0;
     const startedAt = Date.now();
     let lastMetric = 0;
+    // As fast as possible: the worker makes the next batch while this one is produced.
+    let ahead: Promise<OrderBatch> | undefined;
     try {
       while (!ctx.signal.aborted && (count === undefined || sent < count)) {
         // How many may go now: everything (rate 0) or what the rate allows since the start, in slices of 10 ms.
@@ -218,18 +92,25 @@ export const ordersGenerator: Topology = {
           continue;
         }
         const now = Date.now();
-        for (let i = 0; i < allowed; i++) {
-          const o = factory.next(now);
-          const message = { topic, key: o.key, value: serializer.encode(o.value), timestamp: now };
+        const batch = await (ahead ?? batches.next(allowed, now));
+        ahead = undefined;
+        const after = count === undefined ? 10_000 : Math.min(10_000, count - sent - batch.keys.length);
+        if (rate === 0 && after > 0) ahead = batches.next(after, Date.now());
+        const values = Buffer.from(batch.values.buffer, batch.values.byteOffset, batch.values.byteLength);
+        let start = 0;
+        for (let i = 0; i < batch.keys.length; i++) {
+          const message = { topic, key: batch.keys[i], value: values.subarray(start, batch.valueEnds[i]), timestamp: now };
+          start = batch.valueEnds[i];
           if (!producer.tryProduce(message)) {
             await producer.waitForRoom();
             await producer.produce(message);
           }
           sent++;
-          if (report) (o.invalid ? report.invalid : report.valid).push(o.key);
-          if (o.late) late++;
-          if (o.invalid) {
-            invalidByKind[o.invalid] = (invalidByKind[o.invalid] ?? 0) + 1;
+          const invalid = invalidKindOf(batch.invalid[i]);
+          if (report) (invalid ? report.invalid : report.valid).push(batch.keys[i]);
+          if (batch.late[i]) late++;
+          if (invalid) {
+            invalidByKind[invalid] = (invalidByKind[invalid] ?? 0) + 1;
             progress.invalid++;
           }
         }
@@ -241,6 +122,8 @@ export const ordersGenerator: Topology = {
       }
       await producer.flush(120_000);
     } finally {
+      ahead?.catch(() => undefined);
+      await batches.close();
       produced.inc(producer.delivered - lastMetric);
       progress.stop();
       await producer.disconnect();

@@ -3,6 +3,9 @@ import type Kafka from 'node-rdkafka';
 import type { Headers } from '../kafka/producer.ts';
 import type { StreamRecord } from '../records.ts';
 
+/** Starts a worker thread on a TypeScript module: new Worker(TS_WORKER, { workerData: { entry: <file URL>, ... } }). */
+export const TS_WORKER = new URL('./ts-worker.mjs', import.meta.url);
+
 /**
  * Where a stage worker gets its plan: a module and an exported function that builds it, with the arguments the
  * topology built its own with (plain values). Each worker builds its own copy, as each Kafka Streams thread has
@@ -129,8 +132,8 @@ export class StageWorkers {
 
   constructor(threads: number, plan: PlanRef) {
     for (let i = 0; i < threads; i++) {
-      const w = new Worker(new URL('./stage-worker-boot.mjs', import.meta.url), {
-        workerData: { plan },
+      const w = new Worker(TS_WORKER, {
+        workerData: { entry: new URL('./stage-worker.ts', import.meta.url).href, plan },
         // A worker holds a polled batch or two at a time.
         resourceLimits: { maxOldGenerationSizeMb: 48, maxYoungGenerationSizeMb: 8 },
       });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { OrderFactory, UuidV7 } from '../../../topologies/orders-generator.ts';
 import { validateOrder } from '../../../pipeline/schema/validator.ts';
+import { invalidKindOf, OrderBatches } from '../../../topologies/order-batches.ts';
 
 const UUID7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
@@ -43,6 +44,32 @@ describe('orders-generator', () => {
       const y = b.next(1000);
       assert.equal(x.invalid, y.invalid);
       if (!x.invalid) assert.equal(strip(x.value), strip(y.value));
+    }
+  });
+
+  it('makes in its worker thread the same orders, bytes and kinds as the factory for the same seed', async () => {
+    const now = Date.UTC(2026, 10, 29, 12);
+    const time = { eventTimeStart: now, stepMs: 5, lateRatio: 0.1 };
+    const factory = new OrderFactory(9, 0.1, time);
+    const batches = new OrderBatches({ seed: 9, invalidRatio: 0.1, time });
+    try {
+      for (const n of [1, 500, 3000]) {
+        const b = await batches.next(n, now);
+        assert.equal(b.keys.length, n);
+        let start = 0;
+        for (let i = 0; i < n; i++) {
+          const o = factory.next(now);
+          const value = Buffer.from(b.values.buffer, b.values.byteOffset + start, b.valueEnds[i] - start).toString();
+          start = b.valueEnds[i];
+          // Ids carry random bits, so compare everything but them.
+          assert.equal(value.replace(/"order_id":"[0-9a-f-]*/, ''), o.value.replace(/"order_id":"[0-9a-f-]*/, ''));
+          assert.match(b.keys[i], UUID7);
+          assert.equal(invalidKindOf(b.invalid[i]), o.invalid);
+          assert.equal(b.late[i] === 1, o.late);
+        }
+      }
+    } finally {
+      await batches.close();
     }
   });
 });

@@ -1,0 +1,42 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import { encodeWireFormat } from '../pipeline/schema/wire-format.ts';
+import type { OrderBatch, OrderBatchOptions } from './order-batches.ts';
+import { INVALID_KINDS, OrderFactory } from './order-factory.ts';
+
+/** The worker side of OrderBatches: one factory, a batch of n orders per request, their bytes transferred. */
+const o = (workerData as { options: OrderBatchOptions }).options;
+const factory = new OrderFactory(o.seed, o.invalidRatio, o.time);
+const port = parentPort!;
+
+port.on('message', ({ n, now }: { n: number; now: number }) => {
+  const keys: string[] = new Array(n);
+  const texts: string[] = new Array(n);
+  const invalid = new Uint8Array(n);
+  const late = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
+    const g = factory.next(now);
+    keys[i] = g.key;
+    texts[i] = g.value;
+    if (g.invalid) invalid[i] = 1 + INVALID_KINDS.indexOf(g.invalid);
+    if (g.late) late[i] = 1;
+  }
+  const valueEnds = new Uint32Array(n);
+  let values: Buffer;
+  if (o.schemaId === undefined) {
+    // Orders are ASCII but for rare product names: one encode of the joined text when characters are bytes.
+    const joined = texts.join('');
+    values = Buffer.from(joined, 'utf8');
+    let at = 0;
+    if (values.length === joined.length) for (let i = 0; i < n; i++) valueEnds[i] = at += texts[i].length;
+    else for (let i = 0; i < n; i++) valueEnds[i] = at += Buffer.byteLength(texts[i]);
+  } else {
+    const parts = texts.map((t) => encodeWireFormat(o.schemaId!, Buffer.from(t)));
+    values = Buffer.concat(parts);
+    let at = 0;
+    for (let i = 0; i < n; i++) valueEnds[i] = at += parts[i].length;
+  }
+  const batch: OrderBatch = { values, valueEnds, keys, invalid, late };
+  // Small buffers share a pool and cannot be handed over; those few are copied.
+  const own = values.byteOffset === 0 && values.byteLength === values.buffer.byteLength;
+  port.postMessage(batch, [valueEnds.buffer, invalid.buffer, late.buffer, ...(own ? [values.buffer as ArrayBuffer] : [])]);
+});
