@@ -16,11 +16,13 @@ import { fmtInt, fmtMb, fmtMs, fmtRatio, printTable, writeBarChart, writeJson, t
 const FLAGS = {
   quick: 'bool', count: 'number', partitions: 'number', 'batch-size': 'number', 'invalid-ratio': 'number', seed: 'number',
   'insert-rows': 'number', 'skip-baseline': 'bool', 'cpu-prof': 'string', keep: 'bool', echo: 'bool', ingest: 'string', 'node-options': 'string', instances: 'number',
+  'compare-main-thread': 'bool',
 } as const;
 
 export const ingestHelp = `ingest [--count N (1000000; --quick: 100000)] [--partitions 6] [--batch-size 10000] [--invalid-ratio 0]
        [--seed 7] [--insert-rows 1000] [--skip-baseline] [--cpu-prof DIR] [--keep] [--echo] [--ingest "extra flags"] [--node-options "..."]
-       [--instances 1 (orders-ingest processes in one consumer group)]`;
+       [--instances 1 (orders-ingest processes in one consumer group)]
+       [--compare-main-thread (also time orders-ingest with --stage-threads 0, in the same run)]`;
 
 interface Phase {
   records: number;
@@ -256,8 +258,8 @@ export async function ingestBench(argv: string[]): Promise<void> {
   const instances = num(f, 'instances', 1);
   const env = await benchEnv();
   const topic = fresh('bench_orders');
-  const names = { ceiling: fresh('bench_copy'), ingest: fresh('bench_ingest'), baseline: fresh('bench_insert') };
-  const tables = { ceiling: tableName(names.ceiling), ingest: tableName(names.ingest), baseline: tableName(names.baseline) };
+  const names = { ceiling: fresh('bench_copy'), ingest: fresh('bench_ingest'), mainThread: fresh('bench_ingest_main'), baseline: fresh('bench_insert') };
+  const tables = { ceiling: tableName(names.ceiling), ingest: tableName(names.ingest), mainThread: tableName(names.mainThread), baseline: tableName(names.baseline) };
   log(`ingest benchmark: ${count} records, ${partitions} partitions, batch ${batch}, topic ${topic}`);
   try {
     const pre = await prefillOrders(env.kafka, topic, { count, partitions, invalidRatio, seed, batch });
@@ -282,6 +284,15 @@ export async function ingestBench(argv: string[]): Promise<void> {
     log(`  ${fmtInt(rate(ing))} records/s, ${ing.rows} rows`);
     if (ing.rows !== pre.valid) throw new Error(`orders-ingest wrote ${ing.rows} rows, expected ${pre.valid}`);
 
+    let mainThread: IngestResult | undefined;
+    if (f['compare-main-thread']) {
+      await checkpoint(env.db);
+      log('orders-ingest --stage-threads 0 (child process): the stages on the main thread');
+      mainThread = await ingestRun(env, topic, names.mainThread, { count, batch, partitions, echo: f.echo === true, extra: [...extra, '--stage-threads', '0'], nodeArgs, instances });
+      log(`  ${fmtInt(rate(mainThread))} records/s, ${mainThread.rows} rows`);
+      if (mainThread.rows !== pre.valid) throw new Error(`orders-ingest --stage-threads 0 wrote ${mainThread.rows} rows, expected ${pre.valid}`);
+    }
+
     let base: Phase | undefined;
     if (!f['skip-baseline']) {
       await checkpoint(env.db);
@@ -297,6 +308,8 @@ export async function ingestBench(argv: string[]): Promise<void> {
       machine: machine(),
       parameters: { count, partitions, batch_size: batch, invalid_ratio: invalidRatio, seed, insert_rows_per_statement: insertRows, key: 'uuidv7', ingest_extra_flags: extra, ingest_node_options: nodeArgs, ingest_instances: instances },
       ingest_records_per_s: rate(ing),
+      ingest_main_thread_records_per_s: mainThread ? rate(mainThread) : null,
+      ingest_main_thread_cpu_seconds_per_million: mainThread ? perMillion(mainThread, mainThread.cpuSeconds) : null,
       ceiling_kafka_records_per_s: rate(a),
       ceiling_copy_records_per_s: rate(b),
       baseline_insert_records_per_s: base ? rate(base) : null,
@@ -321,6 +334,8 @@ export async function ingestBench(argv: string[]): Promise<void> {
     const file = writeJson('ingest', result);
     const rows: Row[] = [
       [instances > 1 ? `orders-ingest (${instances} processes)` : 'orders-ingest (child process)', `${fmtInt(rate(ing))} rec/s`, `${ing.seconds.toFixed(2)} s, ${fmtInt(ing.flushes)} flushes`],
+      ...(mainThread ? [['orders-ingest --stage-threads 0', `${fmtInt(rate(mainThread))} rec/s`,
+        `stages on the main thread; ${perMillion(mainThread, mainThread.cpuSeconds).toFixed(2)} CPU s per 1M`] as Row] : []),
       ['ceiling A: Kafka read only', `${fmtInt(rate(a))} rec/s`],
       ['ceiling B: COPY from memory', `${fmtInt(rate(b))} rec/s`, `batches of ${batch}, one connection`],
       ['baseline: multi-row INSERT', base ? `${fmtInt(rate(base))} rec/s` : 'skipped', `${insertRows} rows a statement`],
