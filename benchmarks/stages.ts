@@ -4,6 +4,7 @@ import type { CopyValue } from '../pipeline/codec/copy-text.ts';
 import { encodeRows } from '../pipeline/sinks/copy-segment.ts';
 import { parseJson } from '../pipeline/stages/parse-json.ts';
 import { validate } from '../pipeline/stages/validate.ts';
+import { orderRow } from '../topologies/orders-ingest-plan.ts';
 import { OrderFactory } from '../topologies/orders-generator.ts';
 import { num, parseFlags } from './lib/args.ts';
 import { log, machine } from './lib/env.ts';
@@ -22,11 +23,9 @@ function makeRecords(values: Buffer[], keys: Buffer[]): StreamRecord[] {
   return out;
 }
 
-const orderValues = (o: Order) => [o.order_id, o.order_number, o.product, o.quantity, o.price, o.ordered_at];
-
 /** The map step: each record's row values (the sink's row function), kept in the record for the encoding step. */
 function mapToValues(batch: StreamRecord[]): StreamRecord[] {
-  for (const r of batch) r.value = orderValues(r.value as Order);
+  for (const r of batch) r.value = orderRow(r.value as Order);
   return batch;
 }
 

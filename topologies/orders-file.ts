@@ -15,10 +15,9 @@ import { registryFromEnv, valueSerializer, type ValueSerializer } from '../pipel
 import { orderSchema, validateOrder, type Order } from '../pipeline/schema/validator.ts';
 import { PostgresCopySink } from '../pipeline/sinks/postgres-copy.ts';
 import { encodeRows, segmentOf } from '../pipeline/sinks/copy-segment.ts';
-import type { CopyValue } from '../pipeline/codec/copy-text.ts';
 import { countLines, formatOf, numericProperties, readFileRecords, type FileFormat } from '../pipeline/sources/file-records.ts';
 import type { Topology } from '../pipeline/topology.ts';
-import { ORDER_COLUMNS, ORDERS_TABLE_SQL } from './orders-ingest.ts';
+import { ORDER_COLUMNS, orderRow, ORDERS_TABLE_SQL } from './orders-ingest.ts';
 
 /** The orders_data table, the same shape orders-ingest writes (created when missing). */
 async function ensureOrdersTable(db: Database, table: string): Promise<void> {
@@ -26,10 +25,6 @@ async function ensureOrdersTable(db: Database, table: string): Promise<void> {
     await t.none(ORDERS_TABLE_SQL.replace('$TABLE', table));
   });
 }
-const orderValues = (r: StreamRecord): CopyValue[] => {
-  const o = r.value as Order;
-  return [o.order_id, o.order_number, o.product, o.quantity, o.price, o.ordered_at];
-};
 
 /** RFC 9562 name-based UUID (version 5, SHA-1) in a namespace of this project. */
 const NAMESPACE = Buffer.from('6f2d1c9e4b7a4e0f9a51d3c8b2e7f401', 'hex');
@@ -264,7 +259,7 @@ async function writeBatch(db: Database, sink: PostgresCopySink, toTopic: boolean
       headers: [{ 'source.line': String(it.line) }], raw: Buffer.from(it.text), value: it.order,
     }));
     // A value COPY cannot carry (a NUL character): that line's dead letter, not the batch's end.
-    const rows = encodeRows(records, orderValues, 0, (r, reason, message) => rejected.push({
+    const rows = encodeRows(records, (r) => orderRow(r.value as Order), 0, (r, reason, message) => rejected.push({
       dlqTopic, key: null, value: r.raw, headers: r.headers, reason, message: `line ${r.offset}: ${message}`,
       sourceTopic: source, sourcePartition: 0, sourceOffset: r.offset,
     }));

@@ -1,3 +1,4 @@
+import type { CopyValue } from '../pipeline/codec/copy-text.ts';
 import { StreamsBuilder } from '../pipeline/dsl/builder.ts';
 import type { TopologyPlan } from '../pipeline/dsl/plan.ts';
 import { registryFromEnv } from '../pipeline/schema/registry.ts';
@@ -17,6 +18,9 @@ export const ORDERS_TABLE_SQL = `CREATE TABLE IF NOT EXISTS $TABLE (
   ordered_at timestamptz NOT NULL,
   ingested_at timestamptz NOT NULL DEFAULT now())`;
 
+/** An order as the values of its row in orders_data, in ORDER_COLUMNS order. */
+export const orderRow = (o: Order): CopyValue[] => [o.order_id, o.order_number, o.product, o.quantity, o.price, o.ordered_at];
+
 /** orders -> validate -> COPY into orders_data, rows and offsets in one transaction. */
 export function ordersIngestPlan(topic: string, table: string, registry = registryFromEnv()): TopologyPlan {
   const b = new StreamsBuilder('orders-ingest');
@@ -24,7 +28,7 @@ export function ordersIngestPlan(topic: string, table: string, registry = regist
     .toPostgres({
       table,
       columns: ORDER_COLUMNS,
-      row: (o) => [o.order_id, o.order_number, o.product, o.quantity, o.price, o.ordered_at],
+      row: orderRow,
       keyColumn: 'order_id',
       createSql: ORDERS_TABLE_SQL,
     });

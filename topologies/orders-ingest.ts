@@ -2,7 +2,7 @@ import type { Topology } from '../pipeline/topology.ts';
 import { ordersIngestPlan } from './orders-ingest-plan.ts';
 import { consumerOptions, describePlan, runPlan, stageThreadsOption, validateNames } from './run-plan.ts';
 
-export { ORDER_COLUMNS, ORDERS_TABLE_SQL, ordersIngestPlan } from './orders-ingest-plan.ts';
+export { ORDER_COLUMNS, orderRow, ORDERS_TABLE_SQL, ordersIngestPlan } from './orders-ingest-plan.ts';
 
 export const ordersIngest: Topology = {
   name: 'orders-ingest',

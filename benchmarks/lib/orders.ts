@@ -1,5 +1,6 @@
 import { ensureTopics } from '../../pipeline/kafka/admin.ts';
-import { ORDERS_TABLE_SQL } from '../../topologies/orders-ingest.ts';
+import { orderRow, ORDERS_TABLE_SQL } from '../../topologies/orders-ingest-plan.ts';
+import type { Order } from '../../pipeline/schema/validator.ts';
 import type { KafkaConnection } from '../../pipeline/kafka/client-config.ts';
 import { KafkaProducer } from '../../pipeline/kafka/producer.ts';
 import { encodeCopyRow } from '../../pipeline/codec/copy-text.ts';
@@ -41,8 +42,7 @@ export async function prefillOrders(kafka: KafkaConnection, topic: string, o: { 
       const m = { topic, key: g.key, value: Buffer.from(g.value), timestamp: now };
       if (!producer.tryProduce(m)) await producer.produce(m);
       if (!g.invalid) {
-        const v = JSON.parse(g.value) as Record<string, string | number>;
-        lines.push(encodeCopyRow([v.order_id, v.order_number, v.product, v.quantity, v.price, v.ordered_at]));
+        lines.push(encodeCopyRow(orderRow(JSON.parse(g.value) as Order)));
         valid++;
         if (lines.length === o.batch) {
           copyBatches.push(lines.join(''));

@@ -2,6 +2,7 @@ import { Worker } from 'node:worker_threads';
 import type Kafka from 'node-rdkafka';
 import type { Headers } from '../kafka/producer.ts';
 import type { StreamRecord } from '../records.ts';
+import { lineStart } from '../sinks/copy-segment.ts';
 
 /** Starts a worker thread on a TypeScript module: new Worker(TS_WORKER, { workerData: { entry: <file URL>, ... } }). */
 export const TS_WORKER = new URL('./ts-worker.mjs', import.meta.url);
@@ -107,10 +108,16 @@ export function batchBuffers(b: WorkerBatch): ArrayBuffer[] {
   return [b.values, b.keys, b.valueEnds, b.keyEnds, b.nullValue, b.nullKey, b.partitions, b.offsets, b.timestamps].map((a) => a.buffer as ArrayBuffer);
 }
 
+/** Bytes i of a packed buffer, viewed in place. */
+function view(bytes: Uint8Array, ends: Uint32Array, i: number): Buffer {
+  const start = lineStart(ends, i);
+  return Buffer.from(bytes.buffer, bytes.byteOffset + start, ends[i] - start);
+}
+
 /** Message i of a packed batch as a record, its bytes viewed in place. */
 export function recordOf(b: WorkerBatch, i: number): StreamRecord {
-  const raw = b.nullValue[i] ? null : Buffer.from(b.values.buffer, b.values.byteOffset + (i === 0 ? 0 : b.valueEnds[i - 1]), b.valueEnds[i] - (i === 0 ? 0 : b.valueEnds[i - 1]));
-  const rawKey = b.nullKey[i] ? null : Buffer.from(b.keys.buffer, b.keys.byteOffset + (i === 0 ? 0 : b.keyEnds[i - 1]), b.keyEnds[i] - (i === 0 ? 0 : b.keyEnds[i - 1]));
+  const raw = b.nullValue[i] ? null : view(b.values, b.valueEnds, i);
+  const rawKey = b.nullKey[i] ? null : view(b.keys, b.keyEnds, i);
   const ts = b.timestamps[i];
   return {
     topic: b.topic, partition: b.partitions[i], offset: b.offsets[i], timestamp: Number.isNaN(ts) ? undefined : ts,

@@ -1,6 +1,6 @@
 import type Kafka from 'node-rdkafka';
 import { PlanExecutor } from '../dsl/executor.ts';
-import { changelogTopic, type TopicSinkSpec, type TopologyPlan } from '../dsl/plan.ts';
+import { changelogTopic, type PostgresAppendSinkSpec, type TopicSinkSpec, type TopologyPlan } from '../dsl/plan.ts';
 import { errorMessage } from '../errors.ts';
 import { ensureTopics } from '../kafka/admin.ts';
 import type { KafkaConnection } from '../kafka/client-config.ts';
@@ -115,7 +115,7 @@ type FlushOutcome = { ok: true } | { ok: false; error: unknown; partitions: numb
 export class StreamTask {
   private readonly source: KafkaSource;
   private readonly executor: PlanExecutor;
-  private readonly copySinks = new Map<string, { target: CopyTarget; sink: PostgresCopySink; label: string }>();
+  private readonly copySinks = new Map<string, { spec: PostgresAppendSinkSpec; sink: PostgresCopySink; label: string }>();
   private readonly copyTargets: Map<string, CopyTarget>;
   private workers: StageWorkers | undefined;
   /** Batches sent to the stage workers whose results are not yet in the pending batches; applied in order. */
@@ -140,7 +140,7 @@ export class StreamTask {
     for (const s of this.executor.sinks) {
       if (s.kind === 'postgres') {
         this.copySinks.set(s.name, {
-          target: this.copyTargets.get(s.name)!, label: s.table,
+          spec: s, label: s.table,
           sink: new PostgresCopySink({ table: tableName(s.table), columns: s.columns, dlqTopic: o.dlqTopic }),
         });
       } else if (s.kind === 'postgres-windows') {
@@ -182,7 +182,7 @@ export class StreamTask {
     const { o } = this;
     await ensureOffsetsTable(o.db);
     await ensureDeadLetterTable(o.db);
-    for (const { target: { spec } } of this.copySinks.values()) {
+    for (const { spec } of this.copySinks.values()) {
       await withSetupLock(o.db, async (t) => {
         await t.none(spec.createSql.replace('$TABLE', tableName(spec.table)));
       });
@@ -234,7 +234,6 @@ export class StreamTask {
           this.lastActivity = Date.now();
           await this.accept(messages);
         } else if (this.lanes.every((l) => l.pending.count === 0)) {
-          await this.drain();
           for (const lane of this.lanes) await this.settle(lane); // nothing to overlap the flushes in flight with
         }
         for (const lane of this.lanes) {
@@ -281,7 +280,7 @@ export class StreamTask {
    */
   private idle(): boolean {
     const ms = this.o.stopWhenIdleMs;
-    if (ms === undefined || this.processing.length || this.lanes.some((l) => l.pending.count > 0 || l.inflight !== undefined)) return false;
+    if (ms === undefined || this.lanes.some((l) => l.pending.count > 0 || l.inflight !== undefined)) return false;
     if (!this.assignedOnce && Date.now() - this.connectedAt < 60_000) return false;
     return Date.now() - this.lastActivity >= ms;
   }
@@ -358,14 +357,9 @@ export class StreamTask {
     const pending = this.laneOf(batch.partitions[0]).pending;
     for (const c of r.copy) {
       if (!c.src.length) continue;
-      const records = new Map<number, StreamRecord>();
       this.addSegment(pending, c.name, {
         text: Buffer.from(c.text.buffer, c.text.byteOffset, c.text.byteLength), ends: c.ends, keys: c.keys,
-        record: (i) => {
-          let rec = records.get(i);
-          if (!rec) records.set(i, (rec = recordOf(batch, c.src[i])));
-          return rec;
-        },
+        record: (i) => recordOf(batch, c.src[i]),
       });
     }
   }

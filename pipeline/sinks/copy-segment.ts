@@ -18,6 +18,9 @@ export interface CopySegment {
   record(i: number): StreamRecord;
 }
 
+/** Where entry i of entries stored back to back (a line, a value) starts: where the one before it ends. */
+export const lineStart = (ends: Uint32Array, i: number): number => (i === 0 ? 0 : ends[i - 1]);
+
 /** String.prototype.isWellFormed (ES2024, in Node 20); O(1) for the one-byte strings most values are. */
 type WellFormed = string & { isWellFormed(): boolean };
 
@@ -83,7 +86,7 @@ export function filterSegment(s: CopySegment, keep: (r: StreamRecord) => boolean
   let at = 0;
   for (let i = 0; i < s.ends.length; i++) {
     if (!keep(s.record(i))) continue;
-    const start = i === 0 ? 0 : s.ends[i - 1];
+    const start = lineStart(s.ends, i);
     parts.push(s.text.subarray(start, s.ends[i]));
     ends.push(at += s.ends[i] - start);
     keys?.push(s.keys![i]);

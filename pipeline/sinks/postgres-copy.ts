@@ -4,7 +4,7 @@ import type { Connection } from '../postgres/db.ts';
 import { isRowError } from '../postgres/db.ts';
 import type { DeadLetter } from '../postgres/dead-letters.ts';
 import { deadLetterOf } from '../records.ts';
-import type { CopySegment } from './copy-segment.ts';
+import { lineStart, type CopySegment } from './copy-segment.ts';
 
 export interface PostgresCopySinkOptions {
   /** Quoted table name (see tableName()). */
@@ -146,7 +146,7 @@ class Rows {
         j++;
       }
       k++;
-      const start = i === 0 ? 0 : s.ends[i - 1];
+      const start = lineStart(s.ends, i);
       out.push(start === 0 && j === s.ends.length - 1 ? s.text : s.text.subarray(start, s.ends[j]));
     }
     return out;
