@@ -5,6 +5,7 @@ import { deleteTopics } from '../pipeline/kafka/admin.ts';
 import { tableName, pgp, type Database } from '../pipeline/postgres/db.ts';
 import { validateOrder, type Order } from '../pipeline/schema/validator.ts';
 import { KafkaSource } from '../pipeline/sources/kafka-source.ts';
+import { batchSize } from '../pipeline/sources/packed-batch.ts';
 import type { KafkaConnection } from '../pipeline/kafka/client-config.ts';
 import { num, parseFlags } from './lib/args.ts';
 import { histogramQuantile, metricSum, runTopology, sampleAt, type TopologyRun } from './lib/child.ts';
@@ -38,15 +39,16 @@ async function checkpoint(db: Database): Promise<void> {
 }
 
 /**
- * Ceiling A: the pipeline's own KafkaSource reading and dropping every record, with the largest prefetch measured
- * fastest here (4 MB a partition, 50 MB fetches, 32 MB queued), so the ceiling is not lowered by the pipeline's
- * memory-saving defaults.
+ * Ceiling A: the pipeline's own KafkaSource reading (packed, as orders-ingest reads) and dropping every record, with
+ * the largest prefetch measured fastest here (4 MB a partition, 50 MB fetches, 32 MB queued), so the ceiling is not
+ * lowered by the pipeline's memory-saving defaults. `stock` reads with node-rdkafka's own consume instead (an
+ * object per message), for comparison: what the Kafka side allows a consumer written the usual way.
  */
 const LOOP_DELAY = new URL('./lib/loop-delay.mjs', import.meta.url).href;
 
 export const FAST_READ = { 'fetch.max.bytes': 52_428_800, 'max.partition.fetch.bytes': 4_194_304, 'queued.max.messages.kbytes': 32_768 };
 
-async function kafkaCeiling(env: BenchEnv, topic: string, count: number): Promise<Phase> {
+async function kafkaCeiling(env: BenchEnv, topic: string, count: number, read: 'packed' | 'stock'): Promise<Phase> {
   let started = 0;
   const source = new KafkaSource(env.kafka, topic, fresh('bench_ceiling_a'), {
     onAssign: async () => {
@@ -62,13 +64,21 @@ async function kafkaCeiling(env: BenchEnv, topic: string, count: number): Promis
   let infra0 = await infraCpu();
   try {
     while (n < count) {
-      const { messages: batch } = await source.poll(2000);
-      if (n === 0 && batch.length) {
+      let got: number;
+      if (read === 'packed') {
+        const { batch } = await source.poll(2000);
+        got = batchSize(batch);
+        bytes += batch.values.length;
+      } else {
+        const batch = await source.pollMessages(2000);
+        got = batch.length;
+        for (const m of batch) bytes += m.value?.length ?? 0;
+      }
+      if (n === 0 && got) {
         cpu0 = process.cpuUsage();
         infra0 = await infraCpu();
       }
-      n += batch.length;
-      for (const m of batch) bytes += m.value?.length ?? 0;
+      n += got;
     }
   } finally {
     const end = performance.now();
@@ -107,7 +117,7 @@ async function copyCeiling(db: Database, table: string, batches: string[]): Prom
 }
 
 /**
- * Baseline: what a hand-written consumer does. The same KafkaSource, JSON.parse, the same ajv validator,
+ * Baseline: what a hand-written consumer does. node-rdkafka's own consume (KafkaSource.pollMessages), JSON.parse, the same ajv validator,
  * multi-row INSERT statements of insertRows rows, one transaction per batch, then a Kafka commit. No overlap.
  */
 async function insertBaseline(kafka: KafkaConnection, db: Database, topic: string, table: string, o: { count: number; batch: number; insertRows: number }): Promise<Phase> {
@@ -138,7 +148,7 @@ async function insertBaseline(kafka: KafkaConnection, db: Database, topic: strin
     last = new Map();
   };
   while (n < o.count) {
-    const { messages: batch } = await source.poll(2000);
+    const batch = await source.pollMessages(2000);
     if (n === 0 && batch.length) {
       cpu0 = process.cpuUsage();
       infra0 = await infraCpu();
@@ -267,8 +277,11 @@ export async function ingestBench(argv: string[]): Promise<void> {
 
     await checkpoint(env.db);
     log('ceiling A: KafkaSource reading only');
-    const a = await kafkaCeiling(env, topic, count);
+    const a = await kafkaCeiling(env, topic, count, 'packed');
     log(`  ${fmtInt(rate(a))} records/s`);
+    log("  and with node-rdkafka's own consume (an object per message)");
+    const stock = await kafkaCeiling(env, topic, count, 'stock');
+    log(`  ${fmtInt(rate(stock))} records/s`);
 
     await checkpoint(env.db);
     log('ceiling B: COPY from memory, one connection, one transaction per batch');
@@ -311,6 +324,7 @@ export async function ingestBench(argv: string[]): Promise<void> {
       ingest_main_thread_records_per_s: mainThread ? rate(mainThread) : null,
       ingest_main_thread_cpu_seconds_per_million: mainThread ? perMillion(mainThread, mainThread.cpuSeconds) : null,
       ceiling_kafka_records_per_s: rate(a),
+      ceiling_kafka_stock_consume_records_per_s: rate(stock),
       ceiling_copy_records_per_s: rate(b),
       baseline_insert_records_per_s: base ? rate(base) : null,
       ingest_vs_min_ceiling: rate(ing) / minCeiling,
@@ -328,7 +342,7 @@ export async function ingestBench(argv: string[]): Promise<void> {
       postgres_cpu_seconds_per_million: { ingest: perMillion(ing, ing.infra.postgres), ceiling_copy: perMillion(b, b.infra.postgres), baseline_insert: base ? perMillion(base, base.infra.postgres) : null },
       postgres_cpu_utilisation: { ingest: (ing.infra.postgres ?? NaN) / ing.seconds, ceiling_copy: (b.infra.postgres ?? NaN) / b.seconds, baseline_insert: base ? (base.infra.postgres ?? NaN) / base.seconds : null },
       kafka_broker_cpu_seconds_per_million: { ingest: perMillion(ing, ing.infra.kafka), ceiling_kafka: perMillion(a, a.infra.kafka) },
-      consumer_cpu_seconds_per_million: { ceiling_kafka: perMillion(a, a.cpuSeconds), baseline_insert: base ? perMillion(base, base.cpuSeconds) : null },
+      consumer_cpu_seconds_per_million: { ceiling_kafka: perMillion(a, a.cpuSeconds), ceiling_kafka_stock_consume: perMillion(stock, stock.cpuSeconds), baseline_insert: base ? perMillion(base, base.cpuSeconds) : null },
       targets: { vs_min_ceiling: 0.6, vs_baseline: 2.5, records_per_s: 100_000, steady_rss_bytes: 300 * 1048576 },
     };
     const file = writeJson('ingest', result);
@@ -336,7 +350,8 @@ export async function ingestBench(argv: string[]): Promise<void> {
       [instances > 1 ? `orders-ingest (${instances} processes)` : 'orders-ingest (child process)', `${fmtInt(rate(ing))} rec/s`, `${ing.seconds.toFixed(2)} s, ${fmtInt(ing.flushes)} flushes`],
       ...(mainThread ? [['orders-ingest --stage-threads 0', `${fmtInt(rate(mainThread))} rec/s`,
         `stages on the main thread; ${perMillion(mainThread, mainThread.cpuSeconds).toFixed(2)} CPU s per 1M`] as Row] : []),
-      ['ceiling A: Kafka read only', `${fmtInt(rate(a))} rec/s`],
+      ['ceiling A: Kafka read only', `${fmtInt(rate(a))} rec/s`, `packed, as orders-ingest reads; ${perMillion(a, a.cpuSeconds).toFixed(2)} CPU s per 1M`],
+      ["  node-rdkafka's own consume", `${fmtInt(rate(stock))} rec/s`, `an object per message; ${perMillion(stock, stock.cpuSeconds).toFixed(2)} CPU s per 1M`],
       ['ceiling B: COPY from memory', `${fmtInt(rate(b))} rec/s`, `batches of ${batch}, one connection`],
       ['baseline: multi-row INSERT', base ? `${fmtInt(rate(base))} rec/s` : 'skipped', `${insertRows} rows a statement`],
       ['ingest / min(ceilings)', fmtRatio(result.ingest_vs_min_ceiling), 'target >= 0.60'],

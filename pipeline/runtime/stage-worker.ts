@@ -5,7 +5,8 @@ import { errorMessage } from '../errors.ts';
 import type { StageContext, StreamRecord } from '../records.ts';
 import { copyTargets, runBatch } from './batch.ts';
 import { retry } from './retry.ts';
-import { batchBuffers, recordOf, type PlanRef, type WorkerBatch, type WorkerCopyOutput, type WorkerResult } from './stage-workers.ts';
+import { batchBuffers, recordOf } from '../sources/packed-batch.ts';
+import type { PlanRef, WorkerBatch, WorkerCopyOutput, WorkerResult } from './stage-workers.ts';
 
 /** The worker side of StageWorkers: builds the plan from its PlanRef, then runs every batch it is sent. */
 type Sourced = StreamRecord & { src: number };

@@ -1,8 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import type Kafka from 'node-rdkafka';
-import type { Headers } from '../kafka/producer.ts';
-import type { StreamRecord } from '../records.ts';
-import { lineStart } from '../sinks/copy-segment.ts';
+import { batchBuffers, type PackedBatch } from '../sources/packed-batch.ts';
 
 /** Starts a worker thread on a TypeScript module: new Worker(TS_WORKER, { workerData: { entry: <file URL>, ... } }). */
 export const TS_WORKER = new URL('./ts-worker.mjs', import.meta.url);
@@ -18,24 +15,8 @@ export interface PlanRef {
   args: unknown[];
 }
 
-/** A polled batch as it crosses to a worker: the bytes packed into one transferred buffer, the rest in typed arrays. */
-export interface WorkerBatch {
-  id: number;
-  topic: string;
-  /** Every value's bytes back to back; a null value (tombstone) is marked in nullValue. */
-  values: Uint8Array;
-  valueEnds: Uint32Array;
-  nullValue: Uint8Array;
-  keys: Uint8Array;
-  keyEnds: Uint32Array;
-  nullKey: Uint8Array;
-  partitions: Int32Array;
-  offsets: Float64Array;
-  /** NaN for no timestamp. */
-  timestamps: Float64Array;
-  /** Only when some message has headers. */
-  headers?: (Headers | undefined)[];
-}
+/** A polled batch as it crosses to a worker: its buffers are transferred there and back, nothing is copied. */
+export type WorkerBatch = PackedBatch & { id: number };
 
 export interface WorkerCopyOutput {
   name: string;
@@ -56,80 +37,11 @@ export interface WorkerResult {
   error?: string;
 }
 
-/** Packs messages for a worker; only the buffers are transferred, nothing is copied twice. */
-export function packBatch(id: number, topic: string, messages: Kafka.Message[]): { batch: WorkerBatch; transfer: ArrayBuffer[] } {
-  const n = messages.length;
-  let valueBytes = 0;
-  let keyBytes = 0;
-  let withHeaders = false;
-  for (const m of messages) {
-    if (m.value) valueBytes += m.value.length;
-    if (m.key) keyBytes += typeof m.key === 'string' ? Buffer.byteLength(m.key) : m.key.length;
-    if (m.headers?.length) withHeaders = true;
-  }
-  // Slow (unpooled) allocations: each owns its ArrayBuffer, which is what is transferred.
-  const values = Buffer.allocUnsafeSlow(valueBytes);
-  const keys = Buffer.allocUnsafeSlow(keyBytes);
-  const valueEnds = new Uint32Array(n);
-  const keyEnds = new Uint32Array(n);
-  const nullValue = new Uint8Array(n);
-  const nullKey = new Uint8Array(n);
-  const partitions = new Int32Array(n);
-  const offsets = new Float64Array(n);
-  const timestamps = new Float64Array(n);
-  let v = 0;
-  let k = 0;
-  for (let i = 0; i < n; i++) {
-    const m = messages[i];
-    if (m.value) {
-      values.set(m.value, v);
-      v += m.value.length;
-    } else nullValue[i] = 1;
-    valueEnds[i] = v;
-    if (m.key === null || m.key === undefined) nullKey[i] = 1;
-    else if (typeof m.key === 'string') k += keys.write(m.key, k);
-    else {
-      keys.set(m.key, k);
-      k += m.key.length;
-    }
-    keyEnds[i] = k;
-    partitions[i] = m.partition;
-    offsets[i] = m.offset;
-    timestamps[i] = m.timestamp ?? NaN;
-  }
-  const batch: WorkerBatch = {
-    id, topic, values, valueEnds, nullValue, keys, keyEnds, nullKey, partitions, offsets, timestamps,
-    headers: withHeaders ? messages.map((m) => m.headers as Headers | undefined) : undefined,
-  };
-  return { batch, transfer: batchBuffers(batch) };
-}
-
-export function batchBuffers(b: WorkerBatch): ArrayBuffer[] {
-  return [b.values, b.keys, b.valueEnds, b.keyEnds, b.nullValue, b.nullKey, b.partitions, b.offsets, b.timestamps].map((a) => a.buffer as ArrayBuffer);
-}
-
-/** Bytes i of a packed buffer, viewed in place. */
-function view(bytes: Uint8Array, ends: Uint32Array, i: number): Buffer {
-  const start = lineStart(ends, i);
-  return Buffer.from(bytes.buffer, bytes.byteOffset + start, ends[i] - start);
-}
-
-/** Message i of a packed batch as a record, its bytes viewed in place. */
-export function recordOf(b: WorkerBatch, i: number): StreamRecord {
-  const raw = b.nullValue[i] ? null : view(b.values, b.valueEnds, i);
-  const rawKey = b.nullKey[i] ? null : view(b.keys, b.keyEnds, i);
-  const ts = b.timestamps[i];
-  return {
-    topic: b.topic, partition: b.partitions[i], offset: b.offsets[i], timestamp: Number.isNaN(ts) ? undefined : ts,
-    rawKey, key: rawKey === null ? null : rawKey.toString(), headers: b.headers?.[i], raw, value: raw,
-  };
-}
-
 /**
  * Stage workers: worker threads that run a stateless plan's stages and COPY encoding, so that the main thread, which
- * must also turn every Kafka message into a JavaScript object (node-rdkafka cannot run in a worker), is left with
- * reading, bookkeeping and the flushes. Batches go round-robin; results come back per batch, in any order, and the
- * caller applies them in the order it sent them.
+ * must also read from Kafka (node-rdkafka cannot run in a worker), is left with reading, bookkeeping and the
+ * flushes. Batches go round-robin; results come back per batch, in any order, and the caller applies them in the
+ * order it sent them.
  */
 export class StageWorkers {
   private readonly workers: Worker[] = [];
@@ -166,13 +78,14 @@ export class StageWorkers {
     return this.workers.length;
   }
 
-  run(topic: string, messages: Kafka.Message[]): Promise<WorkerResult> {
+  /** Runs a batch; its buffers are transferred (unusable here until the result hands them back). */
+  run(packed: PackedBatch): Promise<WorkerResult> {
     if (this.failed) return Promise.reject(this.failed);
     const id = this.next++;
-    const { batch, transfer } = packBatch(id, topic, messages);
+    const batch: WorkerBatch = { ...packed, id };
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
-      this.workers[id % this.workers.length].postMessage(batch, transfer);
+      this.workers[id % this.workers.length].postMessage(batch, batchBuffers(batch));
     });
   }
 

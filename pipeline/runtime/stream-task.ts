@@ -1,4 +1,3 @@
-import type Kafka from 'node-rdkafka';
 import { PlanExecutor } from '../dsl/executor.ts';
 import { changelogTopic, type PostgresAppendSinkSpec, type TopicSinkSpec, type TopologyPlan } from '../dsl/plan.ts';
 import { errorMessage } from '../errors.ts';
@@ -15,20 +14,13 @@ import { filterSegment, segmentOf, type CopySegment } from '../sinks/copy-segmen
 import { PostgresCopySink } from '../sinks/postgres-copy.ts';
 import { PostgresWindowSink } from '../sinks/postgres-windows.ts';
 import { KafkaSource } from '../sources/kafka-source.ts';
+import { batchSize, recordOf, selectBatch, type PackedBatch } from '../sources/packed-batch.ts';
 import { readChangelog } from '../state/changelog.ts';
 import type { ChangelogEntry } from '../state/store.ts';
 import { copyTargets, runBatch, type CopyTarget } from './batch.ts';
 import type { Progress } from './progress.ts';
 import { Aborted, retry, sleep, throttledLog } from './retry.ts';
-import { recordOf, StageWorkers, type PlanRef, type WorkerResult } from './stage-workers.ts';
-
-function toRecord(m: Kafka.Message): StreamRecord {
-  const rawKey = typeof m.key === 'string' ? Buffer.from(m.key) : (m.key ?? null);
-  return {
-    topic: m.topic, partition: m.partition, offset: m.offset, timestamp: m.timestamp,
-    rawKey, key: rawKey === null ? null : rawKey.toString(), headers: m.headers, raw: m.value, value: m.value,
-  };
-}
+import { StageWorkers, type PlanRef, type WorkerResult } from './stage-workers.ts';
 
 /** The one batching policy: a flush happens at maxRecords or after maxWaitMs, whichever comes first. */
 export interface BatchPolicy {
@@ -218,21 +210,21 @@ export class StreamTask {
     o.progress.start();
     try {
       while (!o.signal.aborted) {
-        let messages: Kafka.Message[] = [];
+        let batch: PackedBatch | undefined;
         try {
           const polled = await this.source.poll(1000);
-          messages = polled.messages;
-          if (polled.straddled && messages.length) {
-            await this.refetch(messages);
-            messages = [];
+          if (batchSize(polled.batch)) batch = polled.batch;
+          if (polled.straddled && batch) {
+            await this.refetch(batch);
+            batch = undefined;
           }
         } catch (err) {
           o.log(`poll: ${errorMessage(err)}`);
           await sleep(500, o.signal);
         }
-        if (messages.length) {
+        if (batch) {
           this.lastActivity = Date.now();
-          await this.accept(messages);
+          await this.accept(batch);
         } else if (this.lanes.every((l) => l.pending.count === 0)) {
           for (const lane of this.lanes) await this.settle(lane); // nothing to overlap the flushes in flight with
         }
@@ -261,10 +253,10 @@ export class StreamTask {
    * with offsets after it, and taking a later offset first would skip the earlier ones for good. Every owned
    * partition in it is sought back to the first offset not yet taken, so librdkafka delivers them again in order.
    */
-  private async refetch(messages: Kafka.Message[]): Promise<void> {
+  private async refetch(batch: PackedBatch): Promise<void> {
     const { o } = this;
     await this.source.settled();
-    const partitions = new Set(messages.map((m) => m.partition));
+    const partitions = new Set(batch.partitions);
     o.log(`a poll straddled a rebalance: reading partitions [${[...partitions].join(',')}] again from the first offset not taken`);
     for (const p of partitions) {
       const seen = this.lastSeen.get(p);
@@ -285,33 +277,38 @@ export class StreamTask {
     return Date.now() - this.lastActivity >= ms;
   }
 
-  private async accept(messages: Kafka.Message[]): Promise<void> {
+  private async accept(batch: PackedBatch): Promise<void> {
     const { o } = this;
-    if (this.executor.needsPrepare && !this.workers) {
-      const raw = messages.filter((m) => m.topic === o.plan.topic).map((m) => toRecord(m));
+    const n = batchSize(batch);
+    if (this.executor.needsPrepare && !this.workers && batch.topic === o.plan.topic) {
+      const raw = Array.from({ length: n }, (_, i) => recordOf(batch, i));
       await retry('preparing the batch', () => this.executor.prepare(raw), o.log, o.signal);
     }
     // Only now, after any wait, take what is still ours and new: a rebalance or a rewind may have come meanwhile.
-    const taken: Kafka.Message[][] = this.lanes.map(() => []);
-    let n = 0;
-    for (const m of messages) {
-      const seen = this.lastSeen.get(m.partition);
-      if (m.topic !== o.plan.topic || seen === undefined || m.offset <= seen) continue;
-      this.lastSeen.set(m.partition, m.offset);
-      const lane = m.partition % this.lanes.length;
+    const taken: number[][] = this.lanes.map(() => []);
+    let count = 0;
+    for (let i = 0; i < n && batch.topic === o.plan.topic; i++) {
+      const partition = batch.partitions[i];
+      const offset = batch.offsets[i];
+      const seen = this.lastSeen.get(partition);
+      if (seen === undefined || offset <= seen) continue;
+      this.lastSeen.set(partition, offset);
+      const lane = partition % this.lanes.length;
       const pending = this.lanes[lane].pending;
       if (pending.count === 0) pending.startedAt = Date.now();
-      pending.last.set(m.partition, m.offset);
+      pending.last.set(partition, offset);
       pending.count++;
-      taken[lane].push(m);
-      n++;
+      taken[lane].push(i);
+      count++;
     }
-    if (!n) return;
-    o.metrics.consumed.inc({ topology: o.topology, topic: o.plan.topic }, n);
-    for (const batch of taken) {
-      if (!batch.length) continue;
-      if (this.workers) this.send(batch);
-      else this.apply(batch.map((m) => toRecord(m)));
+    if (!count) return;
+    o.metrics.consumed.inc({ topology: o.topology, topic: o.plan.topic }, count);
+    for (const indices of taken) {
+      if (!indices.length) continue;
+      // Usually the whole poll goes to one lane as it is; a subset is copied out.
+      const part = indices.length === n ? batch : selectBatch(batch, indices);
+      if (this.workers) this.send(part);
+      else this.apply(Array.from({ length: indices.length }, (_, i) => recordOf(part, i)));
     }
     // Backpressure on the workers: two batches each at most, in flight or waiting.
     while (this.workers && this.processing.length > 2 * this.workers.threads) await this.processing.shift();
@@ -339,8 +336,8 @@ export class StreamTask {
   }
 
   /** Sends one lane's batch to the stage workers; its result joins the lane's pending batch after every earlier one. */
-  private send(batch: Kafka.Message[]): void {
-    const result = this.workers!.run(this.o.plan.topic, batch);
+  private send(batch: PackedBatch): void {
+    const result = this.workers!.run(batch);
     result.catch(() => undefined); // seen through the chain below
     const done = this.applied.then(() => result).then((r) => this.applyWorkerResult(r));
     done.catch(() => undefined); // a worker's failure is thrown to whoever waits for the batch: the run loop

@@ -1,6 +1,8 @@
 import Kafka from 'node-rdkafka';
 import { PipelineError } from '../errors.ts';
 import { clientConfig, type KafkaConfig, type KafkaConnection } from '../kafka/client-config.ts';
+import type { Headers } from '../kafka/producer.ts';
+import { unpackNative, type PackedBatch } from './packed-batch.ts';
 
 export interface PartitionListener {
   /** Returns the offset to start each partition from (-1: from the beginning). */
@@ -10,6 +12,12 @@ export interface PartitionListener {
 }
 
 const ASSIGN = Kafka.CODES.ERRORS.ERR__ASSIGN_PARTITIONS;
+const CONSUME_TIMEOUT_MS = 100;
+
+interface NativeConsumer {
+  consumePacked(timeoutMs: number, max: number, cb: (err: Kafka.LibrdKafkaError | null, buffer?: ArrayBuffer, n?: number, valueBytes?: number,
+    keyBytes?: number, topic?: string, headers?: (Headers | undefined)[]) => void): void;
+}
 const OFFSET_BEGINNING = -2;
 
 /**
@@ -54,7 +62,7 @@ export class KafkaSource {
       'socket.keepalive.enable': true,
       ...own,
     }), rebalance_cb: rebalanceCb } as Kafka.ConsumerGlobalConfig, { 'auto.offset.reset': 'earliest' });
-    this.consumer.setDefaultConsumeTimeout(100);
+    this.consumer.setDefaultConsumeTimeout(CONSUME_TIMEOUT_MS);
     this.consumer.on('event.stats', (m: { message: string }) => {
       try {
         this.onStats?.(JSON.parse(m.message) as LibrdkafkaStats);
@@ -78,17 +86,35 @@ export class KafkaSource {
     return this.rebalancing;
   }
 
-  /** Up to max messages; an empty array after about 100 ms without any. */
   /**
-   * Up to max messages. `straddled` says an assignment changed while the poll ran: node-rdkafka's consume runs in a
+   * Up to max messages, packed (an empty batch after about 100 ms without any). `straddled` says an assignment changed while the poll ran: node-rdkafka's consume runs in a
    * worker thread, so such a poll can hold messages fetched before the change (for partitions revoked, or fetched
    * ahead of the position a new owner starts from) next to messages fetched after it. The caller must not take
    * them as they are (see StreamTask.accept).
    */
-  poll(max: number): Promise<{ messages: Kafka.Message[]; straddled: boolean }> {
+  poll(max: number): Promise<{ batch: PackedBatch; straddled: boolean }> {
     const epoch = this.epoch;
-    return new Promise((resolve, reject) => this.consumer.consume(max, (err, messages) =>
-      (err ? reject(err) : resolve({ messages, straddled: epoch !== this.epoch || this.changing }))));
+    return new Promise((resolve, reject) => this.native.consumePacked(CONSUME_TIMEOUT_MS, max, (err, buffer, n, valueBytes, keyBytes, topic, headers) => {
+      if (err) reject(new PipelineError('KAFKA_CONSUME', `consume: ${err.message}`, { retriable: true, cause: err }));
+      else resolve({ batch: unpackNative(buffer!, n!, valueBytes!, keyBytes!, topic!, headers), straddled: epoch !== this.epoch || this.changing });
+    }));
+  }
+
+  /**
+   * node-rdkafka's own consume: an object and two Buffers per message, made on the main thread. What a hand-written
+   * consumer reads with (the INSERT baseline of `npm run bench -- ingest`); the pipeline reads with poll().
+   */
+  pollMessages(max: number): Promise<Kafka.Message[]> {
+    return new Promise((resolve, reject) => this.consumer.consume(max, (err, messages) => (err ? reject(err) : resolve(messages))));
+  }
+
+  /** node-rdkafka's binding, with consumePacked (patches/node-rdkafka-consume-packed.patch, applied on npm install). */
+  private get native(): NativeConsumer {
+    const client = (this.consumer as unknown as { _client: NativeConsumer })._client;
+    if (typeof client.consumePacked !== 'function') {
+      throw new PipelineError('KAFKA_CLIENT', 'node-rdkafka lacks consumePacked: run npm ci (its postinstall applies patches/node-rdkafka-consume-packed.patch)');
+    }
+    return client;
   }
 
   async seek(partition: number, offset: number): Promise<void> {

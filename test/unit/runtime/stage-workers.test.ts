@@ -4,6 +4,7 @@ import { PlanExecutor } from '../../../pipeline/dsl/executor.ts';
 import type { StageContext, StreamRecord } from '../../../pipeline/records.ts';
 import { copyTargets, runBatch } from '../../../pipeline/runtime/batch.ts';
 import { StageWorkers } from '../../../pipeline/runtime/stage-workers.ts';
+import { packMessages } from '../../../pipeline/sources/packed-batch.ts';
 import { ordersIngestPlan } from '../../../topologies/orders-ingest-plan.ts';
 
 const PLAN_MODULE = new URL('../../../topologies/orders-ingest-plan.ts', import.meta.url).href;
@@ -47,7 +48,7 @@ describe('stage workers', () => {
     const workers = new StageWorkers(2, { module: PLAN_MODULE, export: 'ordersIngestPlan', args: ['orders', 'orders_data'] });
     try {
       // Two batches on two workers, and one more: results are per batch, whichever worker ran it.
-      const results = await Promise.all([workers.run('orders', messages), workers.run('orders', messages.slice(0, 10)), workers.run('orders', messages)]);
+      const results = await Promise.all([workers.run(packMessages('orders', messages)), workers.run(packMessages('orders', messages.slice(0, 10))), workers.run(packMessages('orders', messages))]);
       for (const r of [results[0], results[2]]) {
         assert.equal(r.copy.length, 1);
         const c = r.copy[0];
@@ -69,8 +70,8 @@ describe('stage workers', () => {
   it('fail every batch waiting when a worker cannot build its plan, with the reason', async () => {
     const workers = new StageWorkers(1, { module: PLAN_MODULE, export: 'noSuchPlan', args: [] });
     try {
-      await assert.rejects(workers.run('orders', batch().slice(0, 5)), /not a function|exited/);
-      await assert.rejects(workers.run('orders', batch().slice(0, 5)));
+      await assert.rejects(workers.run(packMessages('orders', batch().slice(0, 5))), /not a function|exited/);
+      await assert.rejects(workers.run(packMessages('orders', batch().slice(0, 5))));
     } finally {
       await workers.close();
     }

@@ -1,0 +1,36 @@
+// postinstall: adds consumePacked to node-rdkafka (patches/node-rdkafka-consume-packed.patch) and rebuilds only the
+// binding (the C++ files it touches and the link, ~15 s; librdkafka, built by node-rdkafka's own install, is
+// untouched). KafkaSource reads with it: librdkafka's messages are copied into one buffer on node-rdkafka's consume
+// thread instead of becoming an object and two Buffers each on the main thread. Safe to run again.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const patch = join(root, 'patches', 'node-rdkafka-consume-packed.patch');
+const require = createRequire(join(root, 'package.json'));
+const dir = dirname(require.resolve('node-rdkafka/package.json'));
+const { version } = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
+
+function fail(message) {
+  console.error(`patch-node-rdkafka: ${message}`);
+  process.exit(1);
+}
+
+if (version !== 'v3.6.1' && version !== '3.6.1') fail(`the patch is for node-rdkafka 3.6.1, this is ${version}: update ${patch}`);
+const hasPacked = () => spawnSync(process.execPath, ['-e', "const K = require('node-rdkafka'); process.exit(typeof new K.KafkaConsumer({ 'group.id': 'probe' }, {})._client.consumePacked === 'function' ? 0 : 1)"], { cwd: root, stdio: 'ignore' }).status === 0;
+
+if (!readFileSync(join(dir, 'src', 'workers.cc'), 'utf8').includes('KafkaConsumerConsumePacked')) {
+  execFileSync('patch', ['-p1', '--forward', '--silent', '-d', dir, '-i', patch], { stdio: 'inherit' });
+  console.log(`patch-node-rdkafka: applied ${patch}`);
+}
+if (!hasPacked()) {
+  if (!existsSync(join(dir, 'build', 'Makefile'))) fail(`node-rdkafka was not built from source (${dir}/build/Makefile is missing): run npm ci with install scripts enabled`);
+  const make = spawnSync('make', ['-C', join(dir, 'build'), 'BUILDTYPE=Release', `-j${availableParallelism()}`], { encoding: 'utf8' });
+  if (make.status !== 0) fail(`make failed:\n${make.stdout}${make.stderr}`);
+  if (!hasPacked()) fail('rebuilt node-rdkafka, but its KafkaConsumer has no consumePacked');
+  console.log('patch-node-rdkafka: rebuilt node-rdkafka with consumePacked');
+}
