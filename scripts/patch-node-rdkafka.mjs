@@ -1,7 +1,10 @@
-// postinstall: adds consumePacked to node-rdkafka (patches/node-rdkafka-consume-packed.patch) and rebuilds only the
-// binding (the C++ files it touches and the link, ~15 s; librdkafka, built by node-rdkafka's own install, is
-// untouched). KafkaSource reads with it: librdkafka's messages are copied into one buffer on node-rdkafka's consume
-// thread instead of becoming an object and two Buffers each on the main thread. Safe to run again.
+// postinstall: adds packed reads and writes to node-rdkafka (patches/node-rdkafka-packed.patch) and rebuilds only
+// the binding (its C++ files and the link, ~15 s; librdkafka, built by node-rdkafka's own install, is untouched).
+// - consumePacked: a poll's messages copied into one buffer on node-rdkafka's consume thread, instead of an object
+//   and two Buffers each made on the main thread (KafkaSource.poll);
+// - producePacked: a batch enqueued in one call, its delivery reports counted in C++ instead of an event each
+//   (KafkaProducer.producePacked, the orders generator).
+// Safe to run again.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -10,7 +13,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const patch = join(root, 'patches', 'node-rdkafka-consume-packed.patch');
+const patch = join(root, 'patches', 'node-rdkafka-packed.patch');
 const require = createRequire(join(root, 'package.json'));
 const dir = dirname(require.resolve('node-rdkafka/package.json'));
 const { version } = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
@@ -21,9 +24,13 @@ function fail(message) {
 }
 
 if (version !== 'v3.6.1' && version !== '3.6.1') fail(`the patch is for node-rdkafka 3.6.1, this is ${version}: update ${patch}`);
-const hasPacked = () => spawnSync(process.execPath, ['-e', "const K = require('node-rdkafka'); process.exit(typeof new K.KafkaConsumer({ 'group.id': 'probe' }, {})._client.consumePacked === 'function' ? 0 : 1)"], { cwd: root, stdio: 'ignore' }).status === 0;
+const probe = `const K = require('node-rdkafka');
+const c = new K.KafkaConsumer({ 'group.id': 'probe' }, {})._client;
+const p = new K.Producer({})._client;
+process.exit(typeof c.consumePacked === 'function' && typeof p.producePacked === 'function' && typeof p.packedDeliveries === 'function' ? 0 : 1);`;
+const hasPacked = () => spawnSync(process.execPath, ['-e', probe], { cwd: root, stdio: 'ignore' }).status === 0;
 
-if (!readFileSync(join(dir, 'src', 'workers.cc'), 'utf8').includes('KafkaConsumerConsumePacked')) {
+if (!readFileSync(join(dir, 'src', 'producer.cc'), 'utf8').includes('NodeProducePacked')) {
   execFileSync('patch', ['-p1', '--forward', '--silent', '-d', dir, '-i', patch], { stdio: 'inherit' });
   console.log(`patch-node-rdkafka: applied ${patch}`);
 }
@@ -31,6 +38,6 @@ if (!hasPacked()) {
   if (!existsSync(join(dir, 'build', 'Makefile'))) fail(`node-rdkafka was not built from source (${dir}/build/Makefile is missing): run npm ci with install scripts enabled`);
   const make = spawnSync('make', ['-C', join(dir, 'build'), 'BUILDTYPE=Release', `-j${availableParallelism()}`], { encoding: 'utf8' });
   if (make.status !== 0) fail(`make failed:\n${make.stdout}${make.stderr}`);
-  if (!hasPacked()) fail('rebuilt node-rdkafka, but its KafkaConsumer has no consumePacked');
-  console.log('patch-node-rdkafka: rebuilt node-rdkafka with consumePacked');
+  if (!hasPacked()) fail('rebuilt node-rdkafka, but its binding lacks consumePacked or producePacked');
+  console.log('patch-node-rdkafka: rebuilt node-rdkafka with consumePacked and producePacked');
 }

@@ -35,8 +35,12 @@ port.on('message', ({ n, now }: { n: number; now: number }) => {
     let at = 0;
     for (let i = 0; i < n; i++) valueEnds[i] = at += parts[i].length;
   }
-  const batch: OrderBatch = { values, valueEnds, keys, invalid, late };
+  // Keys are UUIDs: ASCII, 36 bytes each.
+  const keyBytes = Buffer.from(keys.join(''), 'latin1');
+  const keyEnds = new Uint32Array(n);
+  for (let i = 0, at = 0; i < n; i++) keyEnds[i] = at += keys[i].length;
+  const batch: OrderBatch = { values, valueEnds, keys, keyBytes, keyEnds, invalid, late };
   // Small buffers share a pool and cannot be handed over; those few are copied.
-  const own = values.byteOffset === 0 && values.byteLength === values.buffer.byteLength;
-  port.postMessage(batch, [valueEnds.buffer, invalid.buffer, late.buffer, ...(own ? [values.buffer as ArrayBuffer] : [])]);
+  const own = (b: Uint8Array) => b.byteOffset === 0 && b.byteLength === b.buffer.byteLength;
+  port.postMessage(batch, [valueEnds.buffer, keyEnds.buffer, invalid.buffer, late.buffer, ...[values, keyBytes].filter(own).map((b) => b.buffer as ArrayBuffer)]);
 });

@@ -8,6 +8,9 @@ export interface OrderBatch {
   values: Uint8Array;
   valueEnds: Uint32Array;
   keys: string[];
+  /** The keys' bytes back to back, as producePacked takes them. */
+  keyBytes: Uint8Array;
+  keyEnds: Uint32Array;
   /** 0 for a valid order, else 1 + the index of its kind in INVALID_KINDS. */
   invalid: Uint8Array;
   late: Uint8Array;
@@ -26,7 +29,7 @@ export const invalidKindOf = (code: number): InvalidKind | undefined => (code ==
 /**
  * The generator's orders made in a worker thread (topologies/order-batches-worker.ts), a batch per request, in
  * request order from one seeded factory, so --seed gives the same orders as before. The main thread is left with
- * produce() and its delivery reports, which node-rdkafka can only run there.
+ * handing each batch to librdkafka (KafkaProducer.producePacked), which node-rdkafka can only do there.
  */
 export class OrderBatches {
   private readonly worker: Worker;

@@ -111,11 +111,11 @@ export class KafkaSource {
     return new Promise((resolve, reject) => this.consumer.consume(max, (err, messages) => (err ? reject(err) : resolve(messages))));
   }
 
-  /** node-rdkafka's binding, with consumePacked (patches/node-rdkafka-consume-packed.patch, applied on npm install). */
+  /** node-rdkafka's binding, with consumePacked (patches/node-rdkafka-packed.patch, applied on npm install). */
   private get native(): NativeConsumer {
     const client = (this.consumer as unknown as { _client: NativeConsumer })._client;
     if (typeof client.consumePacked !== 'function') {
-      throw new PipelineError('KAFKA_CLIENT', 'node-rdkafka lacks consumePacked: run npm ci (its postinstall applies patches/node-rdkafka-consume-packed.patch)');
+      throw new PipelineError('KAFKA_CLIENT', 'node-rdkafka lacks consumePacked: run npm ci (its postinstall applies patches/node-rdkafka-packed.patch)');
     }
     return client;
   }

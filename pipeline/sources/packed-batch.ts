@@ -6,7 +6,7 @@ import { lineStart } from '../sinks/copy-segment.ts';
 /**
  * A polled batch of one topic's messages in flat arrays, as KafkaSource.poll returns it and as it crosses to a stage
  * worker: no object per message. librdkafka's messages are copied into it on node-rdkafka's consume thread
- * (`consumePacked`, patches/node-rdkafka-consume-packed.patch); the main thread only wraps one ArrayBuffer.
+ * (`consumePacked`, patches/node-rdkafka-packed.patch); the main thread only wraps one ArrayBuffer.
  */
 export interface PackedBatch {
   topic: string;
