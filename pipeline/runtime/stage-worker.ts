@@ -5,11 +5,11 @@ import { errorMessage } from '../errors.ts';
 import type { StageContext, StreamRecord } from '../records.ts';
 import { copyTargets, runBatch } from './batch.ts';
 import { retry } from './retry.ts';
-import { batchBuffers, recordOf } from '../sources/packed-batch.ts';
+import { batchBuffers, batchSize, recordOf } from '../sources/packed-batch.ts';
 import type { PlanRef, WorkerBatch, WorkerCopyOutput, WorkerResult } from './stage-workers.ts';
 
 /** The worker side of StageWorkers: builds the plan from its PlanRef, then runs every batch it is sent. */
-type Sourced = StreamRecord & { src: number };
+type Sourced = StreamRecord & { src: number };  // src: set by runBatch
 
 const ref = (workerData as { plan: PlanRef }).plan;
 const factory = (await import(ref.module))[ref.export] as (...args: unknown[]) => TopologyPlan;
@@ -18,16 +18,6 @@ const targets = copyTargets(executor);
 const port = parentPort!;
 const stop = new AbortController();
 
-function unpack(b: WorkerBatch): Sourced[] {
-  const out: Sourced[] = new Array(b.partitions.length);
-  for (let i = 0; i < out.length; i++) {
-    const r = recordOf(b, i) as Sourced;
-    r.src = i;
-    out[i] = r;
-  }
-  return out;
-}
-
 /** Whether a buffer can be handed over without copying: it must own its whole ArrayBuffer (small ones share a pool). */
 const ownsBuffer = (u: Uint8Array) => u.byteOffset === 0 && u.byteLength === u.buffer.byteLength;
 
@@ -35,17 +25,22 @@ async function handle(b: WorkerBatch): Promise<void> {
   const result: WorkerResult = { id: b.id, batch: b, copy: [], deadLetters: [], late: [] };
   const transfer: ArrayBuffer[] = batchBuffers(b);
   try {
-    const records = unpack(b);
-    if (executor.needsPrepare) await retry('preparing the batch', () => executor.prepare(records), (line) => console.error(line), stop.signal);
+    const n = batchSize(b);
+    let recordAt = (i: number) => recordOf(b, i);
+    if (executor.needsPrepare) {
+      const records = Array.from({ length: n }, (_, i) => recordOf(b, i));
+      await retry('preparing the batch', () => executor.prepare(records), (line) => console.error(line), stop.signal);
+      recordAt = (i) => records[i];
+    }
     const late = new Map<string, number>();
     const ctx: StageContext = {
       deadLetter: (r, reason, message) => result.deadLetters.push({ src: (r as Sourced).src, reason, message }),
       late: (_r, stage) => late.set(stage, (late.get(stage) ?? 0) + 1),
     };
-    const out = runBatch(executor, records, ctx, targets);
+    const out = runBatch(executor, n, recordAt, ctx, targets);
     if (out.other.size) throw new Error(`stage workers only write Postgres append sinks, not ${[...out.other.keys()].join(', ')}`);
     for (const [name, e] of out.copy) {
-      const c: WorkerCopyOutput = { name, text: e.text, ends: e.ends, keys: e.keys, src: Uint32Array.from(e.rows, (r) => (r as Sourced).src) };
+      const c: WorkerCopyOutput = { name, ...e };
       if (ownsBuffer(e.text)) transfer.push(e.text.buffer as ArrayBuffer);
       transfer.push(c.ends.buffer as ArrayBuffer, c.src.buffer as ArrayBuffer);
       result.copy.push(c);

@@ -10,7 +10,7 @@ import { ensureDeadLetterTable, type DeadLetter, type DeadLetterRelay } from '..
 import { inFlushTransaction } from '../postgres/flush-transaction.ts';
 import { ensureOffsetsTable, loadOffsets, type OffsetMove } from '../postgres/offsets.ts';
 import { deadLetterOf, type StageContext, type StreamRecord } from '../records.ts';
-import { filterSegment, segmentOf, type CopySegment } from '../sinks/copy-segment.ts';
+import { filterSegment, type CopySegment } from '../sinks/copy-segment.ts';
 import { PostgresCopySink } from '../sinks/postgres-copy.ts';
 import { PostgresWindowSink } from '../sinks/postgres-windows.ts';
 import { KafkaSource } from '../sources/kafka-source.ts';
@@ -308,17 +308,19 @@ export class StreamTask {
       // Usually the whole poll goes to one lane as it is; a subset is copied out.
       const part = indices.length === n ? batch : selectBatch(batch, indices);
       if (this.workers) this.send(part);
-      else this.apply(Array.from({ length: indices.length }, (_, i) => recordOf(part, i)));
+      else this.apply(part);
     }
     // Backpressure on the workers: two batches each at most, in flight or waiting.
     while (this.workers && this.processing.length > 2 * this.workers.threads) await this.processing.shift();
   }
 
   /** Runs a batch on the main thread; its rows and records join the pending batch of their lane. */
-  private apply(batch: StreamRecord[]): void {
-    const out = runBatch(this.executor, batch, this.ctx, this.copyTargets);
-    const pending = this.laneOf(batch[0].partition).pending;
-    for (const [name, rows] of out.copy) if (rows.rows.length) this.addSegment(pending, name, segmentOf(rows));
+  private apply(batch: PackedBatch): void {
+    const out = runBatch(this.executor, batchSize(batch), (i) => recordOf(batch, i), this.ctx, this.copyTargets);
+    const pending = this.laneOf(batch.partitions[0]).pending;
+    for (const [name, rows] of out.copy) {
+      if (rows.src.length) this.addSegment(pending, name, { text: rows.text, ends: rows.ends, keys: rows.keys, record: (i) => recordOf(batch, rows.src[i]) });
+    }
     for (const [name, records] of out.other) {
       for (const r of records) {
         const p = this.laneOf(r.partition).pending;

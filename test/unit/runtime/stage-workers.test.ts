@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import type Kafka from 'node-rdkafka';
 import { PlanExecutor } from '../../../pipeline/dsl/executor.ts';
 import type { StageContext, StreamRecord } from '../../../pipeline/records.ts';
-import { copyTargets, runBatch } from '../../../pipeline/runtime/batch.ts';
+import { CHUNK, copyTargets, runBatch } from '../../../pipeline/runtime/batch.ts';
+import { encodeRows } from '../../../pipeline/sinks/copy-segment.ts';
 import { StageWorkers } from '../../../pipeline/runtime/stage-workers.ts';
 import { packMessages } from '../../../pipeline/sources/packed-batch.ts';
 import { ordersIngestPlan } from '../../../topologies/orders-ingest-plan.ts';
@@ -43,7 +44,7 @@ describe('stage workers', () => {
     const executor = new PlanExecutor(ordersIngestPlan('orders', 'orders_data'));
     const dead: { offset: number; reason: string }[] = [];
     const ctx: StageContext = { deadLetter: (r, reason) => dead.push({ offset: r.offset, reason }), late: () => undefined };
-    const local = runBatch(executor, messages.map(toRecord), ctx, copyTargets(executor)).copy.get('to-orders_data')!;
+    const local = runBatch(executor, messages.length, (i) => toRecord(messages[i]), ctx, copyTargets(executor)).copy.get('to-orders_data')!;
 
     const workers = new StageWorkers(2, { module: PLAN_MODULE, export: 'ordersIngestPlan', args: ['orders', 'orders_data'] });
     try {
@@ -56,12 +57,12 @@ describe('stage workers', () => {
         assert.equal(Buffer.from(c.text).toString(), local.text.toString());
         assert.deepEqual([...c.ends], [...local.ends]);
         assert.deepEqual(c.keys, local.keys);
-        assert.deepEqual([...c.src].map((i) => messages[i].offset), local.rows.map((x) => x.offset));
+        assert.deepEqual([...c.src], [...local.src]);
         assert.deepEqual(r.deadLetters.map((d) => ({ offset: messages[d.src].offset, reason: d.reason })), dead);
       }
       assert.equal(results[1].copy[0].src.length, 10);
       assert.deepEqual(dead.map((d) => d.reason), ['malformed-json', 'tombstone', 'invalid-utf8', 'schema', 'unencodable'], 'in the order the stages rejected them');
-      assert.equal(local.rows.length, 302);
+      assert.equal(local.src.length, 302);
     } finally {
       await workers.close();
     }
@@ -75,5 +76,30 @@ describe('stage workers', () => {
     } finally {
       await workers.close();
     }
+  });
+
+  it('run a batch a chunk at a time with the rows and dead letters of one pass over it', () => {
+    // Several chunks, a bad record of each kind in each, one straddling a chunk boundary.
+    const messages: Kafka.Message[] = [];
+    for (let c = 0; c < 5; c++) for (const m of batch()) messages.push({ ...m, offset: messages.length });
+    assert.ok(messages.length > 4 * CHUNK);
+    const executor = new PlanExecutor(ordersIngestPlan('orders', 'orders_data'));
+    const chunked: { offset: number; reason: string }[] = [];
+    const out = runBatch(executor, messages.length, (i) => toRecord(messages[i]), { deadLetter: (r, reason) => chunked.push({ offset: r.offset, reason }), late: () => undefined }, copyTargets(executor)).copy.get('to-orders_data')!;
+    // One pass: every record through the stages at once, then one encoding.
+    const once: { offset: number; reason: string }[] = [];
+    const ctx: StageContext = { deadLetter: (r, reason) => once.push({ offset: r.offset, reason }), late: () => undefined };
+    const reached = new Map<string, StreamRecord[]>();
+    executor.run(messages.map(toRecord), ctx, reached);
+    const sink = executor.sinks.find((x) => x.name === 'to-orders_data')!;
+    if (sink.kind !== 'postgres') throw new Error('not a Postgres sink');
+    const whole = encodeRows(reached.get('to-orders_data')!, (r) => sink.row(r.value, r.key, r), sink.columns.indexOf(sink.keyColumn!), (r, reason) => ctx.deadLetter(r, reason, ''));
+    assert.equal(out.text.toString(), whole.text.toString());
+    assert.deepEqual([...out.ends], [...whole.ends]);
+    assert.deepEqual(out.keys, whole.keys);
+    assert.deepEqual([...out.src].map((i) => messages[i].offset), whole.rows.map((r) => r.offset));
+    const byOffset = (a: { offset: number }, b: { offset: number }) => a.offset - b.offset;
+    assert.deepEqual(chunked.sort(byOffset), once.sort(byOffset));
+    assert.equal(chunked.length, 5 * 5);
   });
 });
