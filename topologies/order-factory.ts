@@ -101,22 +101,28 @@ export class OrderFactory {
     return { at, late };
   }
 
+  /** toISOString of the last event time: at a full rate some hundreds of orders share each millisecond. */
+  private iso = { at: NaN, text: '' };
+
   next(now = Date.now()): GeneratedOrder {
     const r = this.rand;
     const time = this.eventTime(now);
+    if (time.at !== this.iso.at) this.iso = { at: time.at, text: new Date(time.at).toISOString() };
     const order = {
       order_id: this.ids.next(now),
       order_number: ++this.orderNumber,
       product: PRODUCTS[Math.floor(r() * PRODUCTS.length)],
       quantity: 1 + Math.floor(r() * 10),
       price: Math.floor(r() * 100_000 + 1) / 100,
-      ordered_at: new Date(time.at).toISOString(),
+      ordered_at: this.iso.text,
     };
     const invalid = this.invalidRatio > 0 && r() < this.invalidRatio ? INVALID_KINDS[Math.floor(r() * INVALID_KINDS.length)] : undefined;
     let value: string;
     switch (invalid) {
       case undefined:
-        value = JSON.stringify(order);
+        // JSON.stringify(order), written out: nothing here needs escaping (uuid, ASCII product names, an ISO time) and
+        // a number prints as JSON prints it. Twice as fast; a unit test holds it to JSON.stringify.
+        value = `{"order_id":"${order.order_id}","order_number":${order.order_number},"product":"${order.product}","quantity":${order.quantity},"price":${order.price},"ordered_at":"${order.ordered_at}"}`;
         break;
       case 'malformed-json':
         value = JSON.stringify(order).slice(0, 20 + Math.floor(r() * 40));

@@ -35,6 +35,24 @@ describe('orders-generator', () => {
     assert.ok(Math.abs(5000 - kinds.get('valid')! - 1000) < 150, 'about 20% invalid');
   });
 
+  it('writes a valid order exactly as JSON.stringify would, with the time of its event', () => {
+    const factory = new OrderFactory(11, 0, { eventTimeStart: Date.UTC(2026, 10, 28, 23, 59, 59), stepMs: 7, outOfOrderMs: 3 });
+    const start = Date.UTC(2026, 10, 28, 23, 59, 59);
+    let last = 0;
+    for (let i = 0; i < 200_000; i++) {
+      const o = factory.next();
+      const parsed = JSON.parse(o.value) as { order_id: string; order_number: number; ordered_at: string; price: number };
+      assert.equal(o.value, JSON.stringify(parsed));
+      assert.deepEqual(Object.keys(parsed), ['order_id', 'order_number', 'product', 'quantity', 'price', 'ordered_at']);
+      assert.equal(o.key, parsed.order_id);
+      assert.equal(parsed.order_number, i + 1);
+      const at = Date.parse(parsed.ordered_at);
+      assert.ok(at <= start + 7 * i && at >= start + 7 * i - 3, `event time of order ${i}`);
+      last = at;
+    }
+    assert.ok(last > start + 1_000_000, 'the simulated clock moved on (and so did the cached time text)');
+  });
+
   it('is reproducible from a seed', () => {
     const strip = (v: string) => v.replace(/"order_id":"[^"]+"/, '').replace(/"ordered_at":"[^"]+"/, '');
     const a = new OrderFactory(7, 0.1);
