@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { projectRoot } from '../../pipeline/local/paths.ts';
 
-const TICKS = 100; // USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s on Linux
+export const TICKS = 100; // USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s on Linux
 
 export interface ProcSample {
   at: number;

@@ -2,12 +2,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { kafkaStatus } from '../../pipeline/local/index.ts';
 import { localRoot } from '../../pipeline/local/paths.ts';
-import { procSample } from './child.ts';
+import { procSample, TICKS } from './child.ts';
 
 /**
  * CPU seconds used so far by the embedded broker and by the embedded PostgreSQL (postmaster and every live
  * backend), from /proc. Undefined when they are external (KAFKA_BROKERS / DATABASE_URL) or not readable.
- * A backend that exited takes its CPU time with it, so take both readings while the connections are open.
+ * A child that exited counts through the postmaster's cutime/cstime.
  */
 export interface InfraCpu {
   kafka?: number;
@@ -22,6 +22,13 @@ function children(pid: number): number[] {
   }
 }
 
+/** utime + stime + cutime + cstime of a process (fields 14-17 of /proc/<pid>/stat), in seconds. */
+function reapedChildrenSeconds(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / TICKS;
+}
+
 let kafkaPid: number | undefined | null = null;
 
 export async function infraCpu(): Promise<InfraCpu> {
@@ -31,7 +38,9 @@ export async function infraCpu(): Promise<InfraCpu> {
   if (!process.env.DATABASE_URL) {
     try {
       const pm = Number(fs.readFileSync(path.join(localRoot, 'postgres', 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
-      let sum = procSample(pm)?.cpuSeconds ?? 0;
+      // The postmaster's own time plus that of its children it has reaped (cutime, cstime), plus every live child's:
+      // a backend or autovacuum worker that exits between two readings still counts (its time moves to cutime).
+      let sum = reapedChildrenSeconds(pm);
       for (const c of children(pm)) sum += procSample(c)?.cpuSeconds ?? 0;
       out.postgres = sum;
     } catch { /* not the embedded default */ }
