@@ -17,13 +17,15 @@ import { fmtInt, fmtMb, fmtMs, fmtRatio, printTable, writeBarChart, writeJson, t
 const FLAGS = {
   quick: 'bool', count: 'number', partitions: 'number', 'batch-size': 'number', 'invalid-ratio': 'number', seed: 'number',
   'insert-rows': 'number', 'skip-baseline': 'bool', 'cpu-prof': 'string', keep: 'bool', echo: 'bool', ingest: 'string', 'node-options': 'string', instances: 'number',
-  'compare-main-thread': 'bool',
+  'compare-main-thread': 'bool', rounds: 'number',
 } as const;
 
 export const ingestHelp = `ingest [--count N (1000000; --quick: 100000)] [--partitions 6] [--batch-size 10000] [--invalid-ratio 0]
        [--seed 7] [--insert-rows 1000] [--skip-baseline] [--cpu-prof DIR] [--keep] [--echo] [--ingest "extra flags"] [--node-options "..."]
        [--instances 1 (orders-ingest processes in one consumer group)]
-       [--compare-main-thread (also time orders-ingest with --stage-threads 0, in the same run)]`;
+       [--compare-main-thread (also time orders-ingest with --stage-threads 0, in the same run)]
+       [--rounds 1 (every phase this many times; the round with the median ingest / min(ceilings) is reported, with
+        every round's ratios)]`;
 
 interface Phase {
   records: number;
@@ -34,7 +36,12 @@ interface Phase {
 
 const rate = (p: Phase) => p.records / p.seconds;
 
-async function checkpoint(db: Database): Promise<void> {
+/**
+ * Between phases: the tables written so far vacuumed and analysed now, then a checkpoint, so that an autovacuum of the
+ * previous phase's million rows (a few CPU seconds) does not run during the next phase and count against it.
+ */
+async function settle(db: Database, written: string[] = []): Promise<void> {
+  for (const t of written) await db.none(`VACUUM (ANALYZE) ${t}`).catch(() => undefined);
   await db.none('CHECKPOINT');
 }
 
@@ -268,51 +275,66 @@ export async function ingestBench(argv: string[]): Promise<void> {
   const instances = num(f, 'instances', 1);
   const env = await benchEnv();
   const topic = fresh('bench_orders');
-  const names = { ceiling: fresh('bench_copy'), ingest: fresh('bench_ingest'), mainThread: fresh('bench_ingest_main'), baseline: fresh('bench_insert') };
-  const tables = { ceiling: tableName(names.ceiling), ingest: tableName(names.ingest), mainThread: tableName(names.mainThread), baseline: tableName(names.baseline) };
-  log(`ingest benchmark: ${count} records, ${partitions} partitions, batch ${batch}, topic ${topic}`);
+  const rounds = num(f, 'rounds', 1);
+  const tables: string[] = [];
+  log(`ingest benchmark: ${count} records, ${partitions} partitions, batch ${batch}, topic ${topic}${rounds > 1 ? `, ${rounds} rounds` : ''}`);
   try {
     const pre = await prefillOrders(env.kafka, topic, { count, partitions, invalidRatio, seed, batch });
     log(`pre-filled ${pre.produced} records (${pre.valid} valid) in ${pre.seconds.toFixed(1)} s`);
-
-    await checkpoint(env.db);
-    log('ceiling A: KafkaSource reading only');
-    const a = await kafkaCeiling(env, topic, count, 'packed');
-    log(`  ${fmtInt(rate(a))} records/s`);
-    log("  and with node-rdkafka's own consume (an object per message)");
-    const stock = await kafkaCeiling(env, topic, count, 'stock');
-    log(`  ${fmtInt(rate(stock))} records/s`);
-
-    await checkpoint(env.db);
-    log('ceiling B: COPY from memory, one connection, one transaction per batch');
-    const b = await copyCeiling(env.db, tables.ceiling, pre.copyBatches);
-    log(`  ${fmtInt(rate(b))} rows/s`);
-
-    await checkpoint(env.db);
-    log('orders-ingest (child process)');
     // By default the child runs as `npm run topology` runs it (package.json: a 256 MB old-space cap).
     const nodeArgs = typeof f['node-options'] === 'string' ? f['node-options'].split(/\s+/).filter(Boolean) : ['--max-old-space-size=256'];
     const extra = typeof f.ingest === 'string' ? f.ingest.split(/\s+/).filter(Boolean) : [];
-    const ing = await ingestRun(env, topic, names.ingest, { count, batch, partitions, cpuProf: f['cpu-prof'] as string | undefined, echo: f.echo === true, extra, nodeArgs, instances });
-    log(`  ${fmtInt(rate(ing))} records/s, ${ing.rows} rows`);
-    if (ing.rows !== pre.valid) throw new Error(`orders-ingest wrote ${ing.rows} rows, expected ${pre.valid}`);
 
-    let mainThread: IngestResult | undefined;
-    if (f['compare-main-thread']) {
-      await checkpoint(env.db);
-      log('orders-ingest --stage-threads 0 (child process): the stages on the main thread');
-      mainThread = await ingestRun(env, topic, names.mainThread, { count, batch, partitions, echo: f.echo === true, extra: [...extra, '--stage-threads', '0'], nodeArgs, instances });
-      log(`  ${fmtInt(rate(mainThread))} records/s, ${mainThread.rows} rows`);
-      if (mainThread.rows !== pre.valid) throw new Error(`orders-ingest --stage-threads 0 wrote ${mainThread.rows} rows, expected ${pre.valid}`);
-    }
+    /** Every phase once, back to back on the same topic, so that its ratios compare numbers of the same minutes. */
+    const measureRound = async (round: number) => {
+      const names = { ceiling: fresh('bench_copy'), ingest: fresh('bench_ingest'), mainThread: fresh('bench_ingest_main'), baseline: fresh('bench_insert') };
+      const t = { ceiling: tableName(names.ceiling), ingest: tableName(names.ingest), mainThread: tableName(names.mainThread), baseline: tableName(names.baseline) };
+      tables.push(...Object.values(t));
+      if (rounds > 1) log(`round ${round + 1} of ${rounds}`);
+      await settle(env.db);
+      log('ceiling A: KafkaSource reading only');
+      const a = await kafkaCeiling(env, topic, count, 'packed');
+      log(`  ${fmtInt(rate(a))} records/s`);
+      log("  and with node-rdkafka's own consume (an object per message)");
+      const stock = await kafkaCeiling(env, topic, count, 'stock');
+      log(`  ${fmtInt(rate(stock))} records/s`);
 
-    let base: Phase | undefined;
-    if (!f['skip-baseline']) {
-      await checkpoint(env.db);
-      log(`baseline: the same consumer with multi-row INSERT (${insertRows} rows a statement)`);
-      base = await insertBaseline(env.kafka, env.db, topic, tables.baseline, { count, batch, insertRows });
-      log(`  ${fmtInt(rate(base))} records/s`);
-    }
+      await settle(env.db);
+      log('ceiling B: COPY from memory, one connection, one transaction per batch');
+      const b = await copyCeiling(env.db, t.ceiling, pre.copyBatches);
+      log(`  ${fmtInt(rate(b))} rows/s`);
+
+      await settle(env.db, [t.ceiling]);
+      log('orders-ingest (child process)');
+      const ing = await ingestRun(env, topic, names.ingest, { count, batch, partitions, cpuProf: f['cpu-prof'] as string | undefined, echo: f.echo === true, extra, nodeArgs, instances });
+      log(`  ${fmtInt(rate(ing))} records/s, ${ing.rows} rows`);
+      if (ing.rows !== pre.valid) throw new Error(`orders-ingest wrote ${ing.rows} rows, expected ${pre.valid}`);
+
+      let mainThread: IngestResult | undefined;
+      if (f['compare-main-thread']) {
+        await settle(env.db, [t.ceiling, t.ingest]);
+        log('orders-ingest --stage-threads 0 (child process): the stages on the main thread');
+        mainThread = await ingestRun(env, topic, names.mainThread, { count, batch, partitions, echo: f.echo === true, extra: [...extra, '--stage-threads', '0'], nodeArgs, instances });
+        log(`  ${fmtInt(rate(mainThread))} records/s, ${mainThread.rows} rows`);
+        if (mainThread.rows !== pre.valid) throw new Error(`orders-ingest --stage-threads 0 wrote ${mainThread.rows} rows, expected ${pre.valid}`);
+      }
+
+      let base: Phase | undefined;
+      if (!f['skip-baseline']) {
+        await settle(env.db, [t.ceiling, t.ingest, t.mainThread]);
+        log(`baseline: the same consumer with multi-row INSERT (${insertRows} rows a statement)`);
+        base = await insertBaseline(env.kafka, env.db, topic, t.baseline, { count, batch, insertRows });
+        log(`  ${fmtInt(rate(base))} records/s`);
+      }
+      // The next round starts from an empty database again.
+      if (!f.keep) for (const x of Object.values(t)) await env.db.none(`DROP TABLE IF EXISTS ${x}`).catch(() => undefined);
+      return { a, stock, b, ing, mainThread, base, vsMin: rate(ing) / Math.min(rate(a), rate(b)), vsBase: base ? rate(ing) / rate(base) : NaN };
+    };
+    const all: Awaited<ReturnType<typeof measureRound>>[] = [];
+    for (let r = 0; r < rounds; r++) all.push(await measureRound(r));
+    // The round whose ingest / min(ceilings) is the median stands for the run: its numbers are all of the same minutes.
+    const { a, stock, b, ing, mainThread, base } = [...all].sort((x, y) => x.vsMin - y.vsMin)[Math.floor((all.length - 1) / 2)];
+    const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor((xs.length - 1) / 2)];
 
     const minCeiling = Math.min(rate(a), rate(b));
     const result = {
@@ -329,6 +351,11 @@ export async function ingestBench(argv: string[]): Promise<void> {
       baseline_insert_records_per_s: base ? rate(base) : null,
       ingest_vs_min_ceiling: rate(ing) / minCeiling,
       ingest_vs_baseline: base ? rate(ing) / rate(base) : null,
+      rounds: all.map((r) => ({
+        ingest_records_per_s: rate(r.ing), ceiling_kafka_records_per_s: rate(r.a), ceiling_copy_records_per_s: rate(r.b),
+        baseline_insert_records_per_s: r.base ? rate(r.base) : null, ingest_vs_min_ceiling: r.vsMin, ingest_vs_baseline: r.base ? r.vsBase : null,
+      })),
+      median_over_rounds: { ingest_vs_min_ceiling: median(all.map((r) => r.vsMin)), ingest_vs_baseline: base ? median(all.map((r) => r.vsBase)) : null },
       ingest_seconds: ing.seconds,
       ingest_cpu_seconds_per_million: perMillion(ing, ing.cpuSeconds),
       ingest_total_cpu_seconds: ing.totalCpuSeconds,
@@ -363,7 +390,12 @@ export async function ingestBench(argv: string[]): Promise<void> {
       ['event-loop delay p50 / p99 / max', `${ing.loopDelay.p50_ms ?? NaN} / ${ing.loopDelay.p99_ms ?? NaN} / ${ing.loopDelay.max_ms ?? NaN} ms`, 'what each round trip of a flush waits behind'],
       ['flush latency p50 / p99', `${fmtMs(ing.flushP50)} / ${fmtMs(ing.flushP99)}`, 'BEGIN..COMMIT, from the histogram'],
     ];
-    printTable(`ingest: ${fmtInt(count)} records, ${partitions} partitions, batch ${fmtInt(batch)}`, rows);
+    if (all.length > 1) {
+      rows.push(...all.map((r, i): Row => [`round ${i + 1}: ingest / min(ceilings), / baseline`, `${fmtRatio(r.vsMin)}, ${r.base ? fmtRatio(r.vsBase) : 'n/a'}`,
+        `ingest ${fmtInt(rate(r.ing))}, A ${fmtInt(rate(r.a))}, B ${fmtInt(rate(r.b))}, baseline ${r.base ? fmtInt(rate(r.base)) : 'n/a'} rec/s`]));
+      rows.push(['median over rounds', `${fmtRatio(result.median_over_rounds.ingest_vs_min_ceiling)}, ${base ? fmtRatio(result.median_over_rounds.ingest_vs_baseline!) : 'n/a'}`, 'the table above is the median round']);
+    }
+    printTable(`ingest: ${fmtInt(count)} records, ${partitions} partitions, batch ${fmtInt(batch)}${all.length > 1 ? `, round ${all.indexOf(all.find((r) => r.ing === ing)!) + 1} of ${all.length} (the median)` : ''}`, rows);
     const svg = writeBarChart('ingest', `ingest: ${fmtInt(count)} order records into Postgres, records/s (higher is better)`, 'rec/s', [
       { label: 'orders-ingest', value: rate(ing), subject: true },
       { label: 'ceiling A: Kafka read only', value: rate(a) },
@@ -373,7 +405,7 @@ export async function ingestBench(argv: string[]): Promise<void> {
     log(`wrote ${file} and ${svg}`);
   } finally {
     if (!f.keep) {
-      for (const t of Object.values(tables)) await env.db.none(`DROP TABLE IF EXISTS ${t}`).catch(() => undefined);
+      for (const t of tables) await env.db.none(`DROP TABLE IF EXISTS ${t}`).catch(() => undefined);
       await deleteTopics(env.kafka, [topic, `${topic}.dlq`]).catch(() => undefined);
     }
   }
