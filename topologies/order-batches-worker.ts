@@ -23,12 +23,15 @@ port.on('message', ({ n, now }: { n: number; now: number }) => {
   const valueEnds = new Uint32Array(n);
   let values: Buffer;
   if (o.schemaId === undefined) {
-    // Orders are ASCII but for rare product names: one encode of the joined text when characters are bytes.
-    const joined = texts.join('');
-    values = Buffer.from(joined, 'utf8');
+    // Each text written straight into one buffer sized for the worst case (3 bytes a UTF-16 unit), then copied to its
+    // exact size: joining 10,000 strings first and encoding the join cost twice as much.
+    let chars = 0;
+    for (const t of texts) chars += t.length;
+    const room = Buffer.allocUnsafe(3 * chars);
     let at = 0;
-    if (values.length === joined.length) for (let i = 0; i < n; i++) valueEnds[i] = at += texts[i].length;
-    else for (let i = 0; i < n; i++) valueEnds[i] = at += Buffer.byteLength(texts[i]);
+    for (let i = 0; i < n; i++) valueEnds[i] = at += room.write(texts[i], at, 'utf8');
+    values = Buffer.allocUnsafeSlow(at);
+    room.copy(values, 0, 0, at);
   } else {
     const parts = texts.map((t) => encodeWireFormat(o.schemaId!, Buffer.from(t)));
     values = Buffer.concat(parts);
