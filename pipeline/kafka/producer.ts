@@ -15,16 +15,17 @@ export interface OutgoingMessage {
   timestamp?: number;
 }
 
-/**
- * A thin promise layer over node-rdkafka's Producer: idempotent by default (no duplicates or reordering on
- * retry), enqueues without a promise per message, and waits for room when librdkafka's queue is full.
- * Delivery reports are counted; flush() resolves once every message is acknowledged and fails if any was not.
- */
+/** What patches/node-rdkafka-packed.patch adds to the binding's Producer. */
 interface NativeProducer {
   producePacked(topic: string, values: Uint8Array, valueEnds: Uint32Array, keys: Uint8Array, keyEnds: Uint32Array, partition: number, start: number): number;
   packedDeliveries(): [delivered: number, failed: number, firstError: string | undefined];
 }
 
+/**
+ * A thin promise layer over node-rdkafka's Producer: idempotent by default (no duplicates or reordering on
+ * retry), enqueues without a promise per message, and waits for room when librdkafka's queue is full.
+ * Delivery reports are counted; flush() resolves once every message is acknowledged and fails if any was not.
+ */
 export class KafkaProducer {
   private readonly producer: Kafka.Producer;
   /** Messages of produce() not yet reported on. */

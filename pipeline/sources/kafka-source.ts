@@ -13,12 +13,13 @@ export interface PartitionListener {
 
 const ASSIGN = Kafka.CODES.ERRORS.ERR__ASSIGN_PARTITIONS;
 const CONSUME_TIMEOUT_MS = 100;
+const OFFSET_BEGINNING = -2;
 
+/** What patches/node-rdkafka-packed.patch adds to the binding's KafkaConsumer. */
 interface NativeConsumer {
   consumePacked(timeoutMs: number, max: number, cb: (err: Kafka.LibrdKafkaError | null, buffer?: ArrayBuffer, n?: number, valueBytes?: number,
     keyBytes?: number, topic?: string, headers?: (Headers | undefined)[]) => void): void;
 }
-const OFFSET_BEGINNING = -2;
 
 /**
  * node-rdkafka's KafkaConsumer in non-flowing mode: the runtime pulls batches with poll(). Offsets are not
