@@ -84,10 +84,7 @@ export class KafkaProducer {
    * enqueue time. Delivery reports of these are counted in the binding, not turned into an event each.
    */
   async producePacked(topic: string, batch: { values: Uint8Array; valueEnds: Uint32Array; keys: Uint8Array; keyEnds: Uint32Array }, partition = -1): Promise<void> {
-    const native = (this.producer as unknown as { _client: NativeProducer })._client;
-    if (typeof native.producePacked !== 'function') {
-      throw new PipelineError('KAFKA_CLIENT', 'node-rdkafka lacks producePacked: run npm ci (its postinstall applies patches/node-rdkafka-packed.patch)');
-    }
+    const native = this.native;
     const n = batch.valueEnds.length;
     let at = 0;
     while (at < n) {
@@ -98,10 +95,19 @@ export class KafkaProducer {
     }
   }
 
+  /** node-rdkafka's binding, with producePacked (patches/node-rdkafka-packed.patch, applied on npm install). */
+  private get native(): NativeProducer {
+    const client = (this.producer as unknown as { _client: NativeProducer })._client;
+    if (typeof client.producePacked !== 'function') {
+      throw new PipelineError('KAFKA_CLIENT', 'node-rdkafka lacks producePacked: run npm ci (its postinstall applies patches/node-rdkafka-packed.patch)');
+    }
+    return client;
+  }
+
   /** The binding's count of producePacked's delivery reports (they arrive on poll() and flush()). */
   private readPacked(): void {
     if (!this.packed.enqueued) return;
-    const [delivered, failed, error] = (this.producer as unknown as { _client: NativeProducer })._client.packedDeliveries();
+    const [delivered, failed, error] = this.native.packedDeliveries();
     if (failed && !this.firstError) this.firstError = new PipelineError('PRODUCE_FAILED', `delivery failed: ${error}`);
     const fresh = delivered - this.packed.delivered;
     this.packed.delivered = delivered;

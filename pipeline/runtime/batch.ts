@@ -42,7 +42,8 @@ export interface BatchOutput {
  */
 export const CHUNK = 128;
 
-type Sourced = StreamRecord & { src: number };
+/** A record with its index in the polled batch, set by runBatch: what dead letters and rows point back to. */
+export type Sourced = StreamRecord & { src: number };
 
 /**
  * One polled batch of n records (recordAt makes record i) through the plan: the stages, then COPY encoding for the

@@ -2,14 +2,13 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { PlanExecutor } from '../dsl/executor.ts';
 import type { TopologyPlan } from '../dsl/plan.ts';
 import { errorMessage } from '../errors.ts';
-import type { StageContext, StreamRecord } from '../records.ts';
-import { copyTargets, runBatch } from './batch.ts';
+import type { StageContext } from '../records.ts';
+import { copyTargets, runBatch, type Sourced } from './batch.ts';
 import { retry } from './retry.ts';
 import { batchBuffers, batchSize, recordOf } from '../sources/packed-batch.ts';
 import type { PlanRef, WorkerBatch, WorkerCopyOutput, WorkerResult } from './stage-workers.ts';
 
 /** The worker side of StageWorkers: builds the plan from its PlanRef, then runs every batch it is sent. */
-type Sourced = StreamRecord & { src: number };  // src: set by runBatch
 
 const ref = (workerData as { plan: PlanRef }).plan;
 const factory = (await import(ref.module))[ref.export] as (...args: unknown[]) => TopologyPlan;

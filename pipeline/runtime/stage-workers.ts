@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import { batchBuffers, type PackedBatch } from '../sources/packed-batch.ts';
+import type { BatchRows } from './batch.ts';
 
 /** Starts a worker thread on a TypeScript module: new Worker(TS_WORKER, { workerData: { entry: <file URL>, ... } }). */
 export const TS_WORKER = new URL('./ts-worker.mjs', import.meta.url);
@@ -18,14 +19,8 @@ export interface PlanRef {
 /** A polled batch as it crosses to a worker: its buffers are transferred there and back, nothing is copied. */
 export type WorkerBatch = PackedBatch & { id: number };
 
-export interface WorkerCopyOutput {
-  name: string;
-  text: Uint8Array;
-  ends: Uint32Array;
-  keys: string[] | undefined;
-  /** The message each row came from (index in the batch). */
-  src: Uint32Array;
-}
+/** A sink's rows of a batch, as they come back from a worker (the text's Buffer arrives as a plain Uint8Array). */
+export type WorkerCopyOutput = Omit<BatchRows, 'text'> & { name: string; text: Uint8Array };
 
 export interface WorkerResult {
   id: number;

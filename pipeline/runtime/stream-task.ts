@@ -20,7 +20,7 @@ import type { ChangelogEntry } from '../state/store.ts';
 import { copyTargets, runBatch, type CopyTarget } from './batch.ts';
 import type { Progress } from './progress.ts';
 import { Aborted, retry, sleep, throttledLog } from './retry.ts';
-import { StageWorkers, type PlanRef, type WorkerResult } from './stage-workers.ts';
+import { StageWorkers, type PlanRef, type WorkerCopyOutput, type WorkerResult } from './stage-workers.ts';
 
 /** The one batching policy: a flush happens at maxRecords or after maxWaitMs, whichever comes first. */
 export interface BatchPolicy {
@@ -279,15 +279,16 @@ export class StreamTask {
 
   private async accept(batch: PackedBatch): Promise<void> {
     const { o } = this;
+    if (batch.topic !== o.plan.topic) return;
     const n = batchSize(batch);
-    if (this.executor.needsPrepare && !this.workers && batch.topic === o.plan.topic) {
+    if (this.executor.needsPrepare && !this.workers) {
       const raw = Array.from({ length: n }, (_, i) => recordOf(batch, i));
       await retry('preparing the batch', () => this.executor.prepare(raw), o.log, o.signal);
     }
     // Only now, after any wait, take what is still ours and new: a rebalance or a rewind may have come meanwhile.
     const taken: number[][] = this.lanes.map(() => []);
     let count = 0;
-    for (let i = 0; i < n && batch.topic === o.plan.topic; i++) {
+    for (let i = 0; i < n; i++) {
       const partition = batch.partitions[i];
       const offset = batch.offsets[i];
       const seen = this.lastSeen.get(partition);
@@ -318,9 +319,7 @@ export class StreamTask {
   private apply(batch: PackedBatch): void {
     const out = runBatch(this.executor, batchSize(batch), (i) => recordOf(batch, i), this.ctx, this.copyTargets);
     const pending = this.laneOf(batch.partitions[0]).pending;
-    for (const [name, rows] of out.copy) {
-      if (rows.src.length) this.addSegment(pending, name, { text: rows.text, ends: rows.ends, keys: rows.keys, record: (i) => recordOf(batch, rows.src[i]) });
-    }
+    for (const [name, rows] of out.copy) this.addRows(pending, name, rows, batch);
     for (const [name, records] of out.other) {
       for (const r of records) {
         const p = this.laneOf(r.partition).pending;
@@ -331,10 +330,15 @@ export class StreamTask {
     }
   }
 
-  private addSegment(pending: Pending, name: string, segment: CopySegment): void {
+  /** A batch's rows for a sink, as a segment of the pending batch; a row's record is made again from the batch if needed. */
+  private addRows(pending: Pending, name: string, rows: Omit<WorkerCopyOutput, 'name'>, batch: PackedBatch): void {
+    if (!rows.src.length) return;
     let list = pending.copies.get(name);
     if (!list) pending.copies.set(name, (list = []));
-    list.push(segment);
+    list.push({
+      text: Buffer.from(rows.text.buffer, rows.text.byteOffset, rows.text.byteLength), ends: rows.ends, keys: rows.keys,
+      record: (i) => recordOf(batch, rows.src[i]),
+    });
   }
 
   /** Sends one lane's batch to the stage workers; its result joins the lane's pending batch after every earlier one. */
@@ -354,13 +358,7 @@ export class StreamTask {
     for (const d of r.deadLetters) this.ctx.deadLetter(recordOf(batch, d.src), d.reason, d.message);
     for (const [stage, count] of r.late) o.metrics.lateRecords.inc({ topology: o.topology, stage }, count);
     const pending = this.laneOf(batch.partitions[0]).pending;
-    for (const c of r.copy) {
-      if (!c.src.length) continue;
-      this.addSegment(pending, c.name, {
-        text: Buffer.from(c.text.buffer, c.text.byteOffset, c.text.byteLength), ends: c.ends, keys: c.keys,
-        record: (i) => recordOf(batch, c.src[i]),
-      });
-    }
+    for (const c of r.copy) this.addRows(pending, c.name, c, batch);
   }
 
   /** Waits until every batch sent to the stage workers is in the pending batches (a worker's failure is thrown). */

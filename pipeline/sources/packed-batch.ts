@@ -110,8 +110,7 @@ export function selectBatch(b: PackedBatch, indices: ArrayLike<number>): PackedB
 }
 
 /**
- * Packs node-rdkafka messages as consumePacked would: for the in-memory test driver and for tests that build
- * batches by hand.
+ * Packs node-rdkafka messages as consumePacked would: for tests that build batches by hand.
  */
 export function packMessages(topic: string, messages: Kafka.Message[]): PackedBatch {
   const n = messages.length;
