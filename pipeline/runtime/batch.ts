@@ -23,7 +23,8 @@ export function copyTargets(executor: PlanExecutor): Map<string, CopyTarget> {
 export interface BatchRows {
   text: Buffer;
   ends: Uint32Array;
-  keys: string[] | undefined;
+  keyHashes: Uint32Array | undefined;
+  keyAt: number;
   src: Uint32Array;
 }
 
@@ -76,7 +77,7 @@ export function runBatch(executor: PlanExecutor, n: number, recordAt: (i: number
       const e = encodeRows(records, values, target.keyAt, (r, reason, message) => ctx.deadLetter(r, reason, message));
       let list = parts.get(name);
       if (!list) parts.set(name, (list = []));
-      list.push({ text: e.text, ends: e.ends, keys: e.keys, src: Uint32Array.from(e.rows, (r) => (r as Sourced).src) });
+      list.push({ text: e.text, ends: e.ends, keyHashes: e.keyHashes, keyAt: e.keyAt, src: Uint32Array.from(e.rows, (r) => (r as Sourced).src) });
     }
   }
   const copy = new Map<string, BatchRows>();
@@ -89,15 +90,15 @@ function concatRows(list: BatchRows[]): BatchRows {
   for (const p of list) rows += p.ends.length;
   const ends = new Uint32Array(rows);
   const src = new Uint32Array(rows);
-  const keys: string[] | undefined = list[0].keys ? [] : undefined;
+  const keyHashes = list[0].keyHashes ? new Uint32Array(rows) : undefined;
   let at = 0;
   let bytes = 0;
   for (const p of list) {
     for (let i = 0; i < p.ends.length; i++) ends[at + i] = bytes + p.ends[i];
     src.set(p.src, at);
-    if (keys) for (const k of p.keys!) keys.push(k);
+    keyHashes?.set(p.keyHashes!, at);
     at += p.ends.length;
     bytes += p.text.length;
   }
-  return { text: Buffer.concat(list.map((p) => p.text), bytes), ends, keys, src };
+  return { text: Buffer.concat(list.map((p) => p.text), bytes), ends, keyHashes, keyAt: list[0].keyAt, src };
 }

@@ -42,6 +42,7 @@ async function handle(b: WorkerBatch): Promise<void> {
       const c: WorkerCopyOutput = { name, ...e };
       if (ownsBuffer(e.text)) transfer.push(e.text.buffer as ArrayBuffer);
       transfer.push(c.ends.buffer as ArrayBuffer, c.src.buffer as ArrayBuffer);
+      if (c.keyHashes) transfer.push(c.keyHashes.buffer as ArrayBuffer);
       result.copy.push(c);
     }
     result.late = [...late];

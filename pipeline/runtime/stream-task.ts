@@ -336,7 +336,7 @@ export class StreamTask {
     let list = pending.copies.get(name);
     if (!list) pending.copies.set(name, (list = []));
     list.push({
-      text: Buffer.from(rows.text.buffer, rows.text.byteOffset, rows.text.byteLength), ends: rows.ends, keys: rows.keys,
+      text: Buffer.from(rows.text.buffer, rows.text.byteOffset, rows.text.byteLength), ends: rows.ends, keyHashes: rows.keyHashes, keyAt: rows.keyAt,
       record: (i) => recordOf(batch, rows.src[i]),
     });
   }

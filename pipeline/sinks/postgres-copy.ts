@@ -4,7 +4,7 @@ import type { Connection } from '../postgres/db.ts';
 import { isRowError } from '../postgres/db.ts';
 import type { DeadLetter } from '../postgres/dead-letters.ts';
 import { deadLetterOf } from '../records.ts';
-import { lineStart, type CopySegment } from './copy-segment.ts';
+import { keyField, lineStart, type CopySegment } from './copy-segment.ts';
 
 export interface PostgresCopySinkOptions {
   /** Quoted table name (see tableName()). */
@@ -31,33 +31,10 @@ export class PostgresCopySink {
   async write(conn: Connection, segments: CopySegment[], rejected: DeadLetter[]): Promise<number> {
     const rows = new Rows(segments);
     const before = rejected.length;
-    const kept = this.dropInBatchDuplicates(rows, rejected);
+    const kept = firstOfEachKey(rows, (s, i) => rejected.push(this.deadLetter(s, i, 'duplicate', IN_BATCH)));
     const duplicates = rejected.length - before;
     await this.copyIsolating(conn, rows, kept, rejected);
     return kept.length - (rejected.length - before - duplicates);
-  }
-
-  /** Row numbers to write: all of them, less every repeat of a key already seen in this flush (the first wins). */
-  private dropInBatchDuplicates(rows: Rows, rejected: DeadLetter[]): Uint32Array {
-    const kept = new Uint32Array(rows.length);
-    if (rows.length < 2 || rows.segments.some((s) => !s.keys)) {
-      for (let g = 0; g < kept.length; g++) kept[g] = g;
-      return kept;
-    }
-    const seen = new Set<string>();
-    let n = 0;
-    let g = 0;
-    for (const s of rows.segments) {
-      for (let i = 0; i < s.ends.length; i++, g++) {
-        const k = s.keys![i];
-        if (seen.has(k)) rejected.push(this.deadLetter(s, i, 'duplicate', IN_BATCH));
-        else {
-          seen.add(k);
-          kept[n++] = g;
-        }
-      }
-    }
-    return kept.subarray(0, n);
   }
 
   /** COPY inside a savepoint; on a row error, split in halves until the offending rows are alone. */
@@ -108,8 +85,45 @@ export class PostgresCopySink {
 
 const IN_BATCH = 'the same key appeared earlier in this batch; the first one wins';
 
+/**
+ * Row numbers to write: all of them, less every repeat of a key already seen in this flush (the first wins). An
+ * open-addressing table of row numbers, by key hash; equal hashes are compared on the keys' COPY text.
+ */
+export function firstOfEachKey(rows: Rows, repeat: (s: CopySegment, i: number) => void): Uint32Array {
+  const kept = new Uint32Array(rows.length);
+  if (rows.length < 2 || rows.segments.some((s) => !s.keyHashes)) {
+    for (let g = 0; g < kept.length; g++) kept[g] = g;
+    return kept;
+  }
+  const mask = (1 << Math.ceil(Math.log2(rows.length * 2))) - 1;
+  const table = new Int32Array(mask + 1).fill(-1);
+  const hashOf = new Uint32Array(rows.length);
+  let n = 0;
+  let g = 0;
+  for (const s of rows.segments) {
+    for (let i = 0; i < s.ends.length; i++, g++) {
+      const h = s.keyHashes![i];
+      let slot = h & mask;
+      let first = -1;
+      for (let f = table[slot]; f !== -1; slot = (slot + 1) & mask, f = table[slot]) {
+        if (hashOf[f] === h && rows.sameKey(f, s, i)) {
+          first = f;
+          break;
+        }
+      }
+      if (first >= 0) repeat(s, i);
+      else {
+        table[slot] = g;
+        hashOf[g] = h;
+        kept[n++] = g;
+      }
+    }
+  }
+  return kept.subarray(0, n);
+}
+
 /** The rows of a flush's segments, numbered 0..length-1 across them. */
-class Rows {
+export class Rows {
   readonly length: number;
   /** The row number of each segment's first row. */
   private readonly firsts: number[] = [];
@@ -132,6 +146,12 @@ class Rows {
       else hi = mid - 1;
     }
     return [this.segments[lo], g - this.firsts[lo]];
+  }
+
+  /** Whether row f has the same key as row i of segment s. */
+  sameKey(f: number, s: CopySegment, i: number): boolean {
+    const [t, j] = this.locate(f);
+    return keyField(t, t.keyAt, j).equals(keyField(s, s.keyAt, i));
   }
 
   /** The COPY text of the rows (ascending row numbers), as slices of the segments: one per run of consecutive rows. */

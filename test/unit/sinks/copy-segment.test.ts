@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import type { StreamRecord } from '../../../pipeline/records.ts';
-import { encodeRows, filterSegment, segmentOf } from '../../../pipeline/sinks/copy-segment.ts';
+import { encodeRows, filterSegment, keyField, keyHash, segmentOf, type CopySegment } from '../../../pipeline/sinks/copy-segment.ts';
+import { firstOfEachKey, Rows } from '../../../pipeline/sinks/postgres-copy.ts';
 
 const rec = (partition: number, offset: number, value: unknown): StreamRecord => ({
   topic: 't', partition, offset, timestamp: undefined, key: null, rawKey: null, headers: undefined, raw: null, value,
@@ -15,7 +16,9 @@ describe('COPY segments', () => {
     assert.equal(e.text.toString(), 'a\t1\nCrème 寿司 🍮\t2\ntab\\there\t\\N\n');
     assert.deepEqual([0, 1, 2].map((i) => line(e, i)), ['a\t1\n', 'Crème 寿司 🍮\t2\n', 'tab\\there\t\\N\n']);
     assert.equal(e.ends[2], e.text.length);
-    assert.deepEqual(e.keys, ['a', 'Crème 寿司 🍮', 'tab\there']);
+    assert.deepEqual([...e.keyHashes!], ['a', 'Crème 寿司 🍮', 'tab\\there'].map(keyHash), 'the hash of each key as COPY text');
+    assert.deepEqual([0, 1, 2].map((i) => keyField(e, 0, i).toString()), ['a', 'Crème 寿司 🍮', 'tab\\there']);
+    assert.deepEqual([0, 1, 2].map((i) => keyField(e, 1, i).toString()), ['1', '2', '\\N'], 'the last field, without the newline');
     assert.deepEqual(e.rows, records);
   });
 
@@ -29,7 +32,7 @@ describe('COPY segments', () => {
     assert.deepEqual(rejected, [[1, 'unencodable'], [2, 'unencodable'], [3, 'map-failed'], [4, 'unencodable']]);
     assert.equal(e.text.toString(), 'ok\nlast\n');
     assert.deepEqual(e.rows.map((r) => r.offset), [0, 5]);
-    assert.equal(e.keys, undefined);
+    assert.equal(e.keyHashes, undefined);
   });
 
   it('filters rows by their record (a revoked partition), keeping lines, keys and records together', () => {
@@ -38,9 +41,21 @@ describe('COPY segments', () => {
     const kept = filterSegment(s, (r) => r.partition === 1)!;
     assert.equal(kept.text.toString(), 'é\nd\n');
     assert.deepEqual([...kept.ends], [3, 5]);
-    assert.deepEqual(kept.keys, ['é', 'd']);
+    assert.deepEqual([...kept.keyHashes!], ['é', 'd'].map(keyHash));
     assert.deepEqual([kept.record(0), kept.record(1)], [records[1], records[3]]);
     assert.equal(filterSegment(s, () => true), s, 'nothing dropped: the same segment');
     assert.equal(filterSegment(s, () => false), undefined);
+  });
+
+  it('keeps the first row of each key across a flush\'s segments, telling apart different keys with the same hash', () => {
+    // key-901258 and key-1540052 have the same FNV-1a hash (found by search): only their bytes tell them apart.
+    assert.equal(keyHash('key-901258'), keyHash('key-1540052'));
+    const seg = (keys: string[]): CopySegment => segmentOf(encodeRows(keys.map((k, i) => rec(0, i, [i, k])), (r) => r.value as string[], 1, () => assert.fail('nothing is rejected')));
+    const a = seg(['key-901258', 'x', 'key-1540052', 'x', 'y']);
+    const b = seg(['y', 'key-1540052', 'z', 'key-901258', 'z']);
+    const repeats: string[] = [];
+    const kept = firstOfEachKey(new Rows([a, b]), (s, i) => repeats.push(`${s === a ? 'a' : 'b'}${i}`));
+    assert.deepEqual([...kept], [0, 1, 2, 4, 7]);
+    assert.deepEqual(repeats, ['a3', 'b0', 'b1', 'b3', 'b4']);
   });
 });
