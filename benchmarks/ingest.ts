@@ -17,13 +17,14 @@ import { fmtInt, fmtMb, fmtMs, fmtRatio, printTable, writeBarChart, writeJson, t
 const FLAGS = {
   quick: 'bool', count: 'number', partitions: 'number', 'batch-size': 'number', 'invalid-ratio': 'number', seed: 'number',
   'insert-rows': 'number', 'skip-baseline': 'bool', 'cpu-prof': 'string', keep: 'bool', echo: 'bool', ingest: 'string', 'node-options': 'string', instances: 'number',
-  'compare-main-thread': 'bool', rounds: 'number',
+  'compare-main-thread': 'bool', compare: 'string', rounds: 'number',
 } as const;
 
 export const ingestHelp = `ingest [--count N (1000000; --quick: 100000)] [--partitions 6] [--batch-size 10000] [--invalid-ratio 0]
        [--seed 7] [--insert-rows 1000] [--skip-baseline] [--cpu-prof DIR] [--keep] [--echo] [--ingest "extra flags"] [--node-options "..."]
        [--instances 1 (orders-ingest processes in one consumer group)]
-       [--compare-main-thread (also time orders-ingest with --stage-threads 0, in the same run)]
+       [--compare "flags" (also time orders-ingest with these extra flags, right after it, for an A/B in the same minutes)]
+       [--compare-main-thread (the same as --compare "--stage-threads 0")]
        [--rounds 1 (every phase this many times; the round with the median ingest / min(ceilings) is reported, with
         every round's ratios)]`;
 
@@ -184,6 +185,8 @@ interface IngestResult extends Phase {
   flushP50: number;
   flushP99: number;
   flushes: number;
+  /** Records a poll returned, on average (pipeline_poll_records). */
+  meanPoll: number;
   loopDelay: Record<string, number>;
   totalCpuSeconds: number;
   rows: number;
@@ -245,6 +248,7 @@ async function ingestRun(env: BenchEnv, topic: string, table: string, o: { count
     flushP50: histogramQuantile(metrics, 'pipeline_sink_flush_duration_seconds', 0.5),
     flushP99: histogramQuantile(metrics, 'pipeline_sink_flush_duration_seconds', 0.99),
     flushes: metricSum(metrics, 'pipeline_sink_flush_duration_seconds_count'),
+    meanPoll: metricSum(metrics, 'pipeline_poll_records_sum') / metricSum(metrics, 'pipeline_poll_records_count'),
     totalCpuSeconds: sum((r) => r.samples.at(-1)?.cpuSeconds ?? 0),
     loopDelay: loopDelay(runs[0].stderr),
     rows, exitCode: code,
@@ -284,11 +288,12 @@ export async function ingestBench(argv: string[]): Promise<void> {
     // By default the child runs as `npm run topology` runs it (package.json: a 256 MB old-space cap).
     const nodeArgs = typeof f['node-options'] === 'string' ? f['node-options'].split(/\s+/).filter(Boolean) : ['--max-old-space-size=256'];
     const extra = typeof f.ingest === 'string' ? f.ingest.split(/\s+/).filter(Boolean) : [];
+    const compareFlags = typeof f.compare === 'string' ? f.compare.split(/\s+/).filter(Boolean) : f['compare-main-thread'] ? ['--stage-threads', '0'] : undefined;
 
     /** Every phase once, back to back on the same topic, so that its ratios compare numbers of the same minutes. */
     const measureRound = async (round: number) => {
-      const names = { ceiling: fresh('bench_copy'), ingest: fresh('bench_ingest'), mainThread: fresh('bench_ingest_main'), baseline: fresh('bench_insert') };
-      const t = { ceiling: tableName(names.ceiling), ingest: tableName(names.ingest), mainThread: tableName(names.mainThread), baseline: tableName(names.baseline) };
+      const names = { ceiling: fresh('bench_copy'), ingest: fresh('bench_ingest'), compared: fresh('bench_ingest_b'), baseline: fresh('bench_insert') };
+      const t = { ceiling: tableName(names.ceiling), ingest: tableName(names.ingest), compared: tableName(names.compared), baseline: tableName(names.baseline) };
       tables.push(...Object.values(t));
       if (rounds > 1) log(`round ${round + 1} of ${rounds}`);
       await settle(env.db);
@@ -310,30 +315,30 @@ export async function ingestBench(argv: string[]): Promise<void> {
       log(`  ${fmtInt(rate(ing))} records/s, ${ing.rows} rows`);
       if (ing.rows !== pre.valid) throw new Error(`orders-ingest wrote ${ing.rows} rows, expected ${pre.valid}`);
 
-      let mainThread: IngestResult | undefined;
-      if (f['compare-main-thread']) {
+      let compared: IngestResult | undefined;
+      if (compareFlags) {
         await settle(env.db, [t.ceiling, t.ingest]);
-        log('orders-ingest --stage-threads 0 (child process): the stages on the main thread');
-        mainThread = await ingestRun(env, topic, names.mainThread, { count, batch, partitions, echo: f.echo === true, extra: [...extra, '--stage-threads', '0'], nodeArgs, instances });
-        log(`  ${fmtInt(rate(mainThread))} records/s, ${mainThread.rows} rows`);
-        if (mainThread.rows !== pre.valid) throw new Error(`orders-ingest --stage-threads 0 wrote ${mainThread.rows} rows, expected ${pre.valid}`);
+        log(`orders-ingest ${compareFlags.join(' ')} (child process)`);
+        compared = await ingestRun(env, topic, names.compared, { count, batch, partitions, echo: f.echo === true, extra: [...extra, ...compareFlags], nodeArgs, instances });
+        log(`  ${fmtInt(rate(compared))} records/s, ${compared.rows} rows`);
+        if (compared.rows !== pre.valid) throw new Error(`orders-ingest ${compareFlags.join(' ')} wrote ${compared.rows} rows, expected ${pre.valid}`);
       }
 
       let base: Phase | undefined;
       if (!f['skip-baseline']) {
-        await settle(env.db, [t.ceiling, t.ingest, t.mainThread]);
+        await settle(env.db, [t.ceiling, t.ingest, t.compared]);
         log(`baseline: the same consumer with multi-row INSERT (${insertRows} rows a statement)`);
         base = await insertBaseline(env.kafka, env.db, topic, t.baseline, { count, batch, insertRows });
         log(`  ${fmtInt(rate(base))} records/s`);
       }
       // The next round starts from an empty database again.
       if (!f.keep) for (const x of Object.values(t)) await env.db.none(`DROP TABLE IF EXISTS ${x}`).catch(() => undefined);
-      return { a, stock, b, ing, mainThread, base, vsMin: rate(ing) / Math.min(rate(a), rate(b)), vsBase: base ? rate(ing) / rate(base) : NaN };
+      return { a, stock, b, ing, compared, base, vsMin: rate(ing) / Math.min(rate(a), rate(b)), vsBase: base ? rate(ing) / rate(base) : NaN };
     };
     const all: Awaited<ReturnType<typeof measureRound>>[] = [];
     for (let r = 0; r < rounds; r++) all.push(await measureRound(r));
     // The round whose ingest / min(ceilings) is the median stands for the run: its numbers are all of the same minutes.
-    const { a, stock, b, ing, mainThread, base } = [...all].sort((x, y) => x.vsMin - y.vsMin)[Math.floor((all.length - 1) / 2)];
+    const { a, stock, b, ing, compared, base } = [...all].sort((x, y) => x.vsMin - y.vsMin)[Math.floor((all.length - 1) / 2)];
     const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor((xs.length - 1) / 2)];
 
     const minCeiling = Math.min(rate(a), rate(b));
@@ -343,8 +348,10 @@ export async function ingestBench(argv: string[]): Promise<void> {
       machine: machine(),
       parameters: { count, partitions, batch_size: batch, invalid_ratio: invalidRatio, seed, insert_rows_per_statement: insertRows, key: 'uuidv7', ingest_extra_flags: extra, ingest_node_options: nodeArgs, ingest_instances: instances },
       ingest_records_per_s: rate(ing),
-      ingest_main_thread_records_per_s: mainThread ? rate(mainThread) : null,
-      ingest_main_thread_cpu_seconds_per_million: mainThread ? perMillion(mainThread, mainThread.cpuSeconds) : null,
+      ingest_compared: compared ? {
+        extra_flags: compareFlags, records_per_s: rate(compared), cpu_seconds_per_million: perMillion(compared, compared.cpuSeconds),
+        postgres_cpu_seconds_per_million: perMillion(compared, compared.infra.postgres), steady_rss_bytes: compared.steadyRss, mean_poll_records: compared.meanPoll,
+      } : null,
       ceiling_kafka_records_per_s: rate(a),
       ceiling_kafka_stock_consume_records_per_s: rate(stock),
       ceiling_copy_records_per_s: rate(b),
@@ -354,6 +361,7 @@ export async function ingestBench(argv: string[]): Promise<void> {
       rounds: all.map((r) => ({
         ingest_records_per_s: rate(r.ing), ceiling_kafka_records_per_s: rate(r.a), ceiling_copy_records_per_s: rate(r.b),
         baseline_insert_records_per_s: r.base ? rate(r.base) : null, ingest_vs_min_ceiling: r.vsMin, ingest_vs_baseline: r.base ? r.vsBase : null,
+        ...(r.compared ? { compared_records_per_s: rate(r.compared), compared_cpu_seconds_per_million: perMillion(r.compared, r.compared.cpuSeconds), ingest_cpu_seconds_per_million: perMillion(r.ing, r.ing.cpuSeconds) } : {}),
       })),
       median_over_rounds: { ingest_vs_min_ceiling: median(all.map((r) => r.vsMin)), ingest_vs_baseline: base ? median(all.map((r) => r.vsBase)) : null },
       ingest_seconds: ing.seconds,
@@ -365,6 +373,7 @@ export async function ingestBench(argv: string[]): Promise<void> {
       ingest_flush_p50_seconds: ing.flushP50,
       ingest_flush_p99_seconds: ing.flushP99,
       ingest_flushes: ing.flushes,
+      ingest_mean_poll_records: ing.meanPoll,
       ingest_event_loop_delay: ing.loopDelay,
       postgres_cpu_seconds_per_million: { ingest: perMillion(ing, ing.infra.postgres), ceiling_copy: perMillion(b, b.infra.postgres), baseline_insert: base ? perMillion(base, base.infra.postgres) : null },
       postgres_cpu_utilisation: { ingest: (ing.infra.postgres ?? NaN) / ing.seconds, ceiling_copy: (b.infra.postgres ?? NaN) / b.seconds, baseline_insert: base ? (base.infra.postgres ?? NaN) / base.seconds : null },
@@ -374,9 +383,9 @@ export async function ingestBench(argv: string[]): Promise<void> {
     };
     const file = writeJson('ingest', result);
     const rows: Row[] = [
-      [instances > 1 ? `orders-ingest (${instances} processes)` : 'orders-ingest (child process)', `${fmtInt(rate(ing))} rec/s`, `${ing.seconds.toFixed(2)} s, ${fmtInt(ing.flushes)} flushes`],
-      ...(mainThread ? [['orders-ingest --stage-threads 0', `${fmtInt(rate(mainThread))} rec/s`,
-        `stages on the main thread; ${perMillion(mainThread, mainThread.cpuSeconds).toFixed(2)} CPU s per 1M`] as Row] : []),
+      [instances > 1 ? `orders-ingest (${instances} processes)` : 'orders-ingest (child process)', `${fmtInt(rate(ing))} rec/s`, `${ing.seconds.toFixed(2)} s, ${fmtInt(ing.flushes)} flushes, polls of ${fmtInt(ing.meanPoll)} on average`],
+      ...(compared ? [[`orders-ingest ${compareFlags!.join(' ')}`, `${fmtInt(rate(compared))} rec/s`,
+        `${perMillion(compared, compared.cpuSeconds).toFixed(2)} CPU s per 1M, Postgres ${perMillion(compared, compared.infra.postgres).toFixed(2)}; steady RSS ${fmtMb(compared.steadyRss)}; polls of ${fmtInt(compared.meanPoll)}`] as Row] : []),
       ['ceiling A: Kafka read only', `${fmtInt(rate(a))} rec/s`, `packed, as orders-ingest reads; ${perMillion(a, a.cpuSeconds).toFixed(2)} CPU s per 1M`],
       ["  node-rdkafka's own consume", `${fmtInt(rate(stock))} rec/s`, `an object per message; ${perMillion(stock, stock.cpuSeconds).toFixed(2)} CPU s per 1M`],
       ['ceiling B: COPY from memory', `${fmtInt(rate(b))} rec/s`, `batches of ${batch}, one connection`],
@@ -392,7 +401,7 @@ export async function ingestBench(argv: string[]): Promise<void> {
     ];
     if (all.length > 1) {
       rows.push(...all.map((r, i): Row => [`round ${i + 1}: ingest / min(ceilings), / baseline`, `${fmtRatio(r.vsMin)}, ${r.base ? fmtRatio(r.vsBase) : 'n/a'}`,
-        `ingest ${fmtInt(rate(r.ing))}, A ${fmtInt(rate(r.a))}, B ${fmtInt(rate(r.b))}, baseline ${r.base ? fmtInt(rate(r.base)) : 'n/a'} rec/s`]));
+        `ingest ${fmtInt(rate(r.ing))}, A ${fmtInt(rate(r.a))}, B ${fmtInt(rate(r.b))}, baseline ${r.base ? fmtInt(rate(r.base)) : 'n/a'}${r.compared ? `, compared ${fmtInt(rate(r.compared))}` : ''} rec/s`]));
       rows.push(['median over rounds', `${fmtRatio(result.median_over_rounds.ingest_vs_min_ceiling)}, ${base ? fmtRatio(result.median_over_rounds.ingest_vs_baseline!) : 'n/a'}`, 'the table above is the median round']);
     }
     printTable(`ingest: ${fmtInt(count)} records, ${partitions} partitions, batch ${fmtInt(batch)}${all.length > 1 ? `, round ${all.indexOf(all.find((r) => r.ing === ing)!) + 1} of ${all.length} (the median)` : ''}`, rows);

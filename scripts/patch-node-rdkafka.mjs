@@ -4,9 +4,10 @@
 //   and two Buffers each made on the main thread (KafkaSource.poll);
 // - producePacked: a batch enqueued in one call, its delivery reports counted in C++ instead of an event each
 //   (KafkaProducer.producePacked, the orders generator).
-// Safe to run again.
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+// Safe to run again; when the patch changes, the earlier version (kept as node_modules/node-rdkafka/.packed.patch) is
+// taken out first.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -30,11 +31,32 @@ const p = new K.Producer({})._client;
 process.exit(typeof c.consumePacked === 'function' && typeof p.producePacked === 'function' && typeof p.packedDeliveries === 'function' ? 0 : 1);`;
 const hasPacked = () => spawnSync(process.execPath, ['-e', probe], { cwd: root, stdio: 'ignore' }).status === 0;
 
-if (!readFileSync(join(dir, 'src', 'producer.cc'), 'utf8').includes('NodeProducePacked')) {
-  execFileSync('patch', ['-p1', '--forward', '--silent', '-d', dir, '-i', patch], { stdio: 'inherit' });
-  console.log(`patch-node-rdkafka: applied ${patch}`);
+// The patch as applied, kept beside the sources: when the patch changes, the old one is taken out before the new one goes in.
+const stamp = join(dir, '.packed.patch');
+const wanted = readFileSync(patch, 'utf8');
+const run = (args) => spawnSync('patch', ['-p1', '--silent', '-d', dir, ...args], { encoding: 'utf8' });
+const isApplied = () => readFileSync(join(dir, 'src', 'producer.cc'), 'utf8').includes('NodeProducePacked');
+let rebuild = !hasPacked();
+if (isApplied()) {
+  const applied = existsSync(stamp) ? readFileSync(stamp, 'utf8') : undefined;
+  if (applied === undefined) {
+    // Applied before this script kept a stamp: fine if it is this patch (it would come out cleanly).
+    if (run(['-R', '--dry-run', '-i', patch]).status !== 0) fail(`${dir} holds another version of the patch: reinstall node-rdkafka (rm -rf node_modules && npm ci)`);
+    writeFileSync(stamp, wanted);
+  } else if (applied !== wanted) {
+    const r = run(['-R', '-i', stamp]);
+    if (r.status !== 0) fail(`could not take out the earlier version of the patch:\n${r.stdout}${r.stderr}`);
+    console.log('patch-node-rdkafka: took out the earlier version of the patch');
+  }
 }
-if (!hasPacked()) {
+if (!isApplied()) {
+  const r = run(['--forward', '-i', patch]);
+  if (r.status !== 0) fail(`patch failed:\n${r.stdout}${r.stderr}`);
+  writeFileSync(stamp, wanted);
+  console.log(`patch-node-rdkafka: applied ${patch}`);
+  rebuild = true;
+}
+if (rebuild) {
   if (!existsSync(join(dir, 'build', 'Makefile'))) fail(`node-rdkafka was not built from source (${dir}/build/Makefile is missing): run npm ci with install scripts enabled`);
   const make = spawnSync('make', ['-C', join(dir, 'build'), 'BUILDTYPE=Release', `-j${availableParallelism()}`], { encoding: 'utf8' });
   if (make.status !== 0) fail(`make failed:\n${make.stdout}${make.stderr}`);

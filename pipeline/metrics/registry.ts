@@ -11,6 +11,7 @@ export class PipelineMetrics {
   readonly produced: Counter<'topology' | 'topic'>;
   readonly rowsWritten: Counter<'topology' | 'table'>;
   readonly flushDuration: Histogram<'topology' | 'table'>;
+  readonly pollRecords: Histogram<'topology'>;
   readonly flushRetries: Counter<'topology' | 'table'>;
   readonly consumerLag: Gauge<'topic' | 'partition'>;
   readonly deadLettersPublished: Counter<'topic'>;
@@ -26,6 +27,10 @@ export class PipelineMetrics {
     this.flushDuration = new Histogram({
       name: 'pipeline_sink_flush_duration_seconds', help: 'Time from BEGIN to COMMIT of one sink flush', labelNames: ['topology', 'table'], registers,
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    });
+    this.pollRecords = new Histogram({
+      name: 'pipeline_poll_records', help: 'Records one poll of the consumer returned (polls that returned any)', labelNames: ['topology'], registers,
+      buckets: [1, 10, 100, 500, 1000, 2000, 5000, 10000, 20000],
     });
     this.flushRetries = new Counter({ name: 'pipeline_sink_flush_retries_total', help: 'Sink flushes that failed and were retried from the offsets in Postgres', labelNames: ['topology', 'table'], registers });
     this.consumerLag = new Gauge({ name: 'pipeline_consumer_lag', help: 'Messages between the consumer position and the high watermark (librdkafka statistics)', labelNames: ['topic', 'partition'], registers });

@@ -37,6 +37,8 @@ export interface StreamTaskOptions {
   dlqTopic: string;
   relay: DeadLetterRelay;
   batch: BatchPolicy;
+  /** Records one poll takes at most (Kafka Streams' max.poll.records); 1000 when not given. */
+  maxPollRecords?: number;
   /**
    * Flushes written at the same time, each on its own Postgres connection for a disjoint set of partitions
    * (partition % lanes), each with its own offsets: the database backend is the bottleneck at one core, and two
@@ -212,8 +214,11 @@ export class StreamTask {
       while (!o.signal.aborted) {
         let batch: PackedBatch | undefined;
         try {
-          const polled = await this.source.poll(1000);
-          if (batchSize(polled.batch)) batch = polled.batch;
+          const polled = await this.source.poll(o.maxPollRecords ?? 1000);
+          if (batchSize(polled.batch)) {
+            batch = polled.batch;
+            o.metrics.pollRecords.observe({ topology: o.topology }, batchSize(batch));
+          }
           if (polled.straddled && batch) {
             await this.refetch(batch);
             batch = undefined;

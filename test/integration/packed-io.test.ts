@@ -72,6 +72,30 @@ describe('packed reads and writes on the real broker (patches/node-rdkafka-packe
     assert.ok(polls >= 6, `${polls} polls of at most 500`);
   });
 
+  it('a poll that reaches the end of the topic returns what it has, not waiting to fill the batch', async () => {
+    const slow = unique('packed_slow');
+    await createTopic(slow, 1);
+    const source = new KafkaSource(kafka(), slow, unique('packed_group'), { onAssign: async () => new Map(), onRevoke: async () => undefined });
+    await source.connect();
+    try {
+      const until = async (n: number, waitMs: number) => {
+        let got = 0;
+        while (got < n) got += batchSize((await source.poll(1000, waitMs)).batch);
+        return got;
+      };
+      await produce([{ topic: slow, partition: 0, key: null, value: Buffer.from('first') }]);
+      assert.equal(await until(1, 1000), 1); // joined, assigned, reading
+      await produce([1, 2, 3, 4, 5].map((i) => ({ topic: slow, partition: 0, key: null, value: Buffer.from(`m${i}`) })));
+      const started = Date.now();
+      assert.equal(await until(5, 30_000), 5);
+      // Waiting to fill the batch of 1,000 would have taken the whole 30 s of the first poll (without enable.partition.eof).
+      assert.ok(Date.now() - started < 15_000, `5 messages took ${Date.now() - started} ms to read`);
+    } finally {
+      await source.disconnect();
+      await dropAll([slow], [], []);
+    }
+  });
+
   it('says what is wrong when it cannot read (not connected)', async () => {
     const source = new KafkaSource(kafka(), topic, unique('packed_group'), { onAssign: async () => new Map(), onRevoke: async () => undefined });
     await assert.rejects(source.poll(10), /KafkaConsumer is not connected/);
