@@ -23,7 +23,8 @@ const FLAGS = {
 export const ingestHelp = `ingest [--count N (1000000; --quick: 100000)] [--partitions 6] [--batch-size 10000] [--invalid-ratio 0]
        [--seed 7] [--insert-rows 1000] [--skip-baseline] [--cpu-prof DIR] [--keep] [--echo] [--ingest "extra flags"] [--node-options "..."]
        [--instances 1 (orders-ingest processes in one consumer group)]
-       [--compare "flags" (also time orders-ingest with these extra flags, right after it, for an A/B in the same minutes)]
+       [--compare "flags" (also time orders-ingest with these extra flags, right after it, for an A/B in the same minutes;
+        here and in --ingest, a NAME=value word sets the child's environment)]
        [--compare-main-thread (the same as --compare "--stage-threads 0")]
        [--rounds 1 (every phase this many times; the round with the median ingest / min(ceilings) is reported, with
         every round's ratios)]`;
@@ -193,6 +194,9 @@ interface IngestResult extends Phase {
   exitCode: number;
 }
 
+/** A NAME=value word of --ingest or --compare: set in the child's environment rather than passed as a flag. */
+const isEnv = (word: string) => /^[A-Z_][A-Z0-9_]*=/.test(word);
+
 /** The real orders-ingest topology as a child process, timed from partition assignment to the last committed row. */
 async function ingestRun(env: BenchEnv, topic: string, table: string, o: { count: number; batch: number; partitions: number; cpuProf?: string; echo: boolean; extra: string[]; nodeArgs: string[]; instances: number }): Promise<IngestResult> {
   const group = fresh('bench_ingest');
@@ -203,9 +207,9 @@ async function ingestRun(env: BenchEnv, topic: string, table: string, o: { count
   const handled = () => runs.reduce((sum, r) => sum + metricSum(r.lastMetrics, 'pipeline_sink_rows_written_total') + metricSum(r.lastMetrics, 'pipeline_records_invalid_total'), 0);
   for (let i = 0; i < o.instances; i++) {
     runs.push(await runTopology({
-      env: env.childEnv,
+      env: { ...env.childEnv, ...Object.fromEntries(o.extra.filter(isEnv).map((w) => [w.slice(0, w.indexOf('=')), w.slice(w.indexOf('=') + 1)])) },
       args: ['orders-ingest', '--stop-when-idle', '2', '--topic', topic, '--table', table, '--group-id', group,
-        '--batch-size', String(o.batch), '--partitions', String(o.partitions), ...o.extra],
+        '--batch-size', String(o.batch), '--partitions', String(o.partitions), ...o.extra.filter((w) => !isEnv(w))],
       extraNodeArgs: ['--import', LOOP_DELAY, ...(o.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProf}`] : []), ...o.nodeArgs],
       marks: { assigned: /assigned .* partitions/ },
       echo: o.echo,

@@ -1,8 +1,7 @@
-import type { CopyValue } from '../codec/copy-text.ts';
 import type { PlanExecutor } from '../dsl/executor.ts';
 import type { PostgresAppendSinkSpec } from '../dsl/plan.ts';
 import type { StageContext, StreamRecord } from '../records.ts';
-import { encodeRows } from '../sinks/copy-segment.ts';
+import { CopyRowsBuilder, type CopyRows } from '../sinks/copy-segment.ts';
 
 /** A Postgres append sink of a plan, as the runtime encodes rows for it. */
 export interface CopyTarget {
@@ -19,12 +18,11 @@ export function copyTargets(executor: PlanExecutor): Map<string, CopyTarget> {
   return out;
 }
 
-/** A batch's rows for one Postgres append sink: COPY text, line ends, keys, and the record (index in the batch) of each. */
-export interface BatchRows {
-  text: Buffer;
-  ends: Uint32Array;
-  keyHashes: Uint32Array | undefined;
-  keyAt: number;
+/**
+ * A batch's rows for one Postgres append sink: COPY text, line ends, key hashes, and the record (index in the batch)
+ * of each. Each array is a view of an ArrayBuffer of its own (CopyRowsBuilder), so a stage worker transfers them.
+ */
+export interface BatchRows extends CopyRows {
   src: Uint32Array;
 }
 
@@ -52,9 +50,10 @@ export type Sourced = StreamRecord & { src: number };
  * (runtime/stage-worker.ts). A row whose values COPY cannot carry is a dead letter (unencodable), as is one whose
  * row function throws (map-failed).
  */
-export function runBatch(executor: PlanExecutor, n: number, recordAt: (i: number) => StreamRecord, ctx: StageContext, targets: Map<string, CopyTarget>): BatchOutput {
-  const parts = new Map<string, BatchRows[]>();
+export function runBatch(executor: PlanExecutor, n: number, recordAt: (i: number) => StreamRecord, ctx: StageContext, targets: Map<string, CopyTarget>, textBytes?: number): BatchOutput {
+  const builders = new Map<string, { rows: CopyRowsBuilder; src: Uint32Array }>();
   const other = new Map<string, StreamRecord[]>();
+  const reject = (r: StreamRecord, reason: string, message: string) => ctx.deadLetter(r, reason, message);
   for (let from = 0; from < n; from += CHUNK) {
     const chunk: Sourced[] = new Array(Math.min(CHUNK, n - from));
     for (let j = 0; j < chunk.length; j++) {
@@ -72,33 +71,15 @@ export function runBatch(executor: PlanExecutor, n: number, recordAt: (i: number
         else other.set(name, records);
         continue;
       }
+      let b = builders.get(name);
+      if (!b) builders.set(name, (b = { rows: new CopyRowsBuilder(target.keyAt, n, textBytes), src: new Uint32Array(n) }));
       const row = target.spec.row;
-      const values = (r: StreamRecord): readonly CopyValue[] => row(r.value, r.key, r);
-      const e = encodeRows(records, values, target.keyAt, (r, reason, message) => ctx.deadLetter(r, reason, message));
-      let list = parts.get(name);
-      if (!list) parts.set(name, (list = []));
-      list.push({ text: e.text, ends: e.ends, keyHashes: e.keyHashes, keyAt: e.keyAt, src: Uint32Array.from(e.rows, (r) => (r as Sourced).src) });
+      const at = b.rows.length;
+      const rows = b.rows.append(records, (r) => row(r.value, r.key, r), reject);
+      for (let i = 0; i < rows.length; i++) b.src[at + i] = (rows[i] as Sourced).src;
     }
   }
   const copy = new Map<string, BatchRows>();
-  for (const [name, list] of parts) copy.set(name, list.length === 1 ? list[0] : concatRows(list));
+  for (const [name, b] of builders) copy.set(name, { ...b.rows.finish(), src: b.src.subarray(0, b.rows.length) });
   return { copy, other };
-}
-
-function concatRows(list: BatchRows[]): BatchRows {
-  let rows = 0;
-  for (const p of list) rows += p.ends.length;
-  const ends = new Uint32Array(rows);
-  const src = new Uint32Array(rows);
-  const keyHashes = list[0].keyHashes ? new Uint32Array(rows) : undefined;
-  let at = 0;
-  let bytes = 0;
-  for (const p of list) {
-    for (let i = 0; i < p.ends.length; i++) ends[at + i] = bytes + p.ends[i];
-    src.set(p.src, at);
-    keyHashes?.set(p.keyHashes!, at);
-    at += p.ends.length;
-    bytes += p.text.length;
-  }
-  return { text: Buffer.concat(list.map((p) => p.text), bytes), ends, keyHashes, keyAt: list[0].keyAt, src };
 }

@@ -17,9 +17,6 @@ const targets = copyTargets(executor);
 const port = parentPort!;
 const stop = new AbortController();
 
-/** Whether a buffer can be handed over without copying: it must own its whole ArrayBuffer (small ones share a pool). */
-const ownsBuffer = (u: Uint8Array) => u.byteOffset === 0 && u.byteLength === u.buffer.byteLength;
-
 async function handle(b: WorkerBatch): Promise<void> {
   const result: WorkerResult = { id: b.id, batch: b, copy: [], deadLetters: [], late: [] };
   const transfer: ArrayBuffer[] = batchBuffers(b);
@@ -36,12 +33,12 @@ async function handle(b: WorkerBatch): Promise<void> {
       deadLetter: (r, reason, message) => result.deadLetters.push({ src: (r as Sourced).src, reason, message }),
       late: (_r, stage) => late.set(stage, (late.get(stage) ?? 0) + 1),
     };
-    const out = runBatch(executor, n, recordAt, ctx, targets);
+    const out = runBatch(executor, n, recordAt, ctx, targets, b.values.byteLength);
     if (out.other.size) throw new Error(`stage workers only write Postgres append sinks, not ${[...out.other.keys()].join(', ')}`);
     for (const [name, e] of out.copy) {
       const c: WorkerCopyOutput = { name, ...e };
-      if (ownsBuffer(e.text)) transfer.push(e.text.buffer as ArrayBuffer);
-      transfer.push(c.ends.buffer as ArrayBuffer, c.src.buffer as ArrayBuffer);
+      // Each a view of an ArrayBuffer of its own (BatchRows): handed over, not copied.
+      transfer.push(e.text.buffer as ArrayBuffer, c.ends.buffer as ArrayBuffer, c.src.buffer as ArrayBuffer);
       if (c.keyHashes) transfer.push(c.keyHashes.buffer as ArrayBuffer);
       result.copy.push(c);
     }

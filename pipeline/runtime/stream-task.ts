@@ -322,7 +322,7 @@ export class StreamTask {
 
   /** Runs a batch on the main thread; its rows and records join the pending batch of their lane. */
   private apply(batch: PackedBatch): void {
-    const out = runBatch(this.executor, batchSize(batch), (i) => recordOf(batch, i), this.ctx, this.copyTargets);
+    const out = runBatch(this.executor, batchSize(batch), (i) => recordOf(batch, i), this.ctx, this.copyTargets, batch.values.byteLength);
     const pending = this.laneOf(batch.partitions[0]).pending;
     for (const [name, rows] of out.copy) this.addRows(pending, name, rows, batch);
     for (const [name, records] of out.other) {

@@ -46,53 +46,118 @@ export function keyField(s: { text: Buffer; ends: Uint32Array }, keyAt: number, 
   return s.text.subarray(start, tab < 0 || tab > end ? end : tab);
 }
 
-export interface EncodedRows {
+/** A sink's rows as COPY text with each line's end and key hash: what CopyRowsBuilder.finish() gives. */
+export interface CopyRows {
   text: Buffer;
   ends: Uint32Array;
   keyHashes: Uint32Array | undefined;
   keyAt: number;
+}
+
+/**
+ * COPY rows appended chunk after chunk (runtime/batch.ts) into one growing buffer, with their line ends and key
+ * hashes in growing arrays: a polled batch's rows for a sink end up in one buffer of its own, with no buffer and
+ * arrays per chunk and no concatenation at the end (each was an ArrayBuffer to allocate, and to collect).
+ */
+export class CopyRowsBuilder {
+  private text: Buffer;
+  private bytes = 0;
+  private count = 0;
+  private ends: Uint32Array;
+  private hashes: Uint32Array | undefined;
+
+  /** rows and bytes: a guess at the sizes it will reach (it grows past them). */
+  constructor(readonly keyAt: number, rows = 256, bytes = 32_768) {
+    this.text = Buffer.allocUnsafeSlow(Math.max(bytes, 64));
+    this.ends = new Uint32Array(Math.max(rows, 1));
+    this.hashes = keyAt < 0 ? undefined : new Uint32Array(this.ends.length);
+  }
+
+  get length(): number {
+    return this.count;
+  }
+
+  /**
+   * Encodes the records' rows after those already here and returns the records that became rows, in order:
+   * toValues gives a record's column values. A record whose values COPY cannot carry is handed to reject instead
+   * (reason unencodable, or map-failed when toValues throws).
+   */
+  append(records: StreamRecord[], toValues: (r: StreamRecord) => readonly CopyValue[], reject: (r: StreamRecord, reason: string, message: string) => void): StreamRecord[] {
+    const { keyAt } = this;
+    const rows: StreamRecord[] = [];
+    const keys: number[] = [];
+    const charEnds: number[] = [];
+    const lines: string[] = [];
+    let chars = 0;
+    for (const r of records) {
+      let line: string;
+      let values: readonly CopyValue[];
+      try {
+        values = toValues(r);
+        // A lone UTF-16 surrogate (JSON allows "\ud800") has no UTF-8 form: it would reach Postgres as U+FFFD, silently changed.
+        for (const x of values) if (typeof x === 'string' && !(x as WellFormed).isWellFormed()) throw new CopyEncodeError('a lone UTF-16 surrogate has no UTF-8 form (it would be stored as U+FFFD)');
+        line = encodeCopyRow(values);
+      } catch (err) {
+        reject(r, (err as { code?: string }).code === 'COPY_UNENCODABLE' ? 'unencodable' : 'map-failed', errorMessage(err));
+        continue;
+      }
+      lines.push(line);
+      chars += line.length;
+      charEnds.push(chars);
+      rows.push(r);
+      if (keyAt >= 0) keys.push(keyHash(encodeCopyValue(values[keyAt])));
+    }
+    if (!rows.length) return rows;
+    const joined = lines.join('');
+    // UTF-8 takes at most 3 bytes per UTF-16 code unit: measured exactly only when the room left might not do.
+    if (this.text.length - this.bytes < 3 * joined.length) this.reserveBytes(Buffer.byteLength(joined, 'utf8'));
+    this.reserveRows(rows.length);
+    const base = this.bytes;
+    const written = this.text.write(joined, base, 'utf8');
+    if (written === joined.length) for (let i = 0; i < rows.length; i++) this.ends[this.count + i] = base + charEnds[i]; // one byte a character
+    else for (let i = 0, at = base; i < rows.length; i++) this.ends[this.count + i] = at += Buffer.byteLength(lines[i], 'utf8');
+    this.hashes?.set(keys, this.count);
+    this.bytes += written;
+    this.count += rows.length;
+    return rows;
+  }
+
+  /** The rows so far, as views of the builder's buffers: each array in an ArrayBuffer of its own, to transfer whole. */
+  finish(): CopyRows {
+    return { text: this.text.subarray(0, this.bytes), ends: this.ends.subarray(0, this.count), keyHashes: this.hashes?.subarray(0, this.count), keyAt: this.keyAt };
+  }
+
+  private reserveBytes(more: number): void {
+    if (this.text.length - this.bytes >= more) return;
+    const next = Buffer.allocUnsafeSlow(Math.max(2 * this.text.length, this.bytes + more));
+    this.text.copy(next, 0, 0, this.bytes);
+    this.text = next;
+  }
+
+  private reserveRows(more: number): void {
+    if (this.ends.length - this.count >= more) return;
+    const size = Math.max(2 * this.ends.length, this.count + more);
+    const grow = (a: Uint32Array) => {
+      const next = new Uint32Array(size);
+      next.set(a.subarray(0, this.count));
+      return next;
+    };
+    this.ends = grow(this.ends);
+    if (this.hashes) this.hashes = grow(this.hashes);
+  }
+}
+
+export interface EncodedRows extends CopyRows {
   /** The records that became rows, in row order. */
   rows: StreamRecord[];
 }
 
-/**
- * Encodes records as COPY rows: toValues gives a record's column values, keyAt the key column (-1: none). A record
- * whose values COPY cannot carry is handed to reject instead (reason unencodable, or map-failed when toValues throws).
- */
+/** Encodes records as COPY rows, keyAt the key column (-1: none); see CopyRowsBuilder.append. */
 export function encodeRows(records: StreamRecord[], toValues: (r: StreamRecord) => readonly CopyValue[], keyAt: number,
   reject: (r: StreamRecord, reason: string, message: string) => void): EncodedRows {
-  const rows: StreamRecord[] = [];
-  const keys: number[] | undefined = keyAt < 0 ? undefined : [];
-  const charEnds: number[] = [];
-  const lines: string[] = [];
-  let chars = 0;
-  for (const r of records) {
-    let line: string;
-    let values: readonly CopyValue[];
-    try {
-      values = toValues(r);
-      // A lone UTF-16 surrogate (JSON allows "\ud800") has no UTF-8 form: it would reach Postgres as U+FFFD, silently changed.
-      for (const x of values) if (typeof x === 'string' && !(x as WellFormed).isWellFormed()) throw new CopyEncodeError('a lone UTF-16 surrogate has no UTF-8 form (it would be stored as U+FFFD)');
-      line = encodeCopyRow(values);
-    } catch (err) {
-      reject(r, (err as { code?: string }).code === 'COPY_UNENCODABLE' ? 'unencodable' : 'map-failed', errorMessage(err));
-      continue;
-    }
-    lines.push(line);
-    chars += line.length;
-    charEnds.push(chars);
-    rows.push(r);
-    if (keys) keys.push(keyHash(encodeCopyValue(values[keyAt])));
-  }
-  const joined = lines.join('');
-  const text = Buffer.from(joined, 'utf8');
-  const ends = new Uint32Array(charEnds.length);
-  if (text.length === joined.length) ends.set(charEnds); // all one-byte characters: characters are bytes
-  else {
-    let at = 0;
-    for (let i = 0; i < lines.length; i++) ends[i] = at += Buffer.byteLength(lines[i], 'utf8');
-  }
-  return { text, ends, keyHashes: keys && Uint32Array.from(keys), keyAt, rows };
+  const b = new CopyRowsBuilder(keyAt, records.length);
+  const rows = b.append(records, toValues, reject);
+  return { ...b.finish(), rows };
 }
 
 /** A segment of the encoded rows, each row's record looked up in rows. */

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
+import { encodeCopyRow } from '../../../pipeline/codec/copy-text.ts';
 import type { StreamRecord } from '../../../pipeline/records.ts';
-import { encodeRows, filterSegment, keyField, keyHash, segmentOf, type CopySegment } from '../../../pipeline/sinks/copy-segment.ts';
+import { CopyRowsBuilder, encodeRows, filterSegment, keyField, keyHash, segmentOf, type CopySegment } from '../../../pipeline/sinks/copy-segment.ts';
 import { firstOfEachKey, Rows } from '../../../pipeline/sinks/postgres-copy.ts';
 
 const rec = (partition: number, offset: number, value: unknown): StreamRecord => ({
@@ -57,5 +58,25 @@ describe('COPY segments', () => {
     const kept = firstOfEachKey(new Rows([a, b]), (s, i) => repeats.push(`${s === a ? 'a' : 'b'}${i}`));
     assert.deepEqual([...kept], [0, 1, 2, 4, 7]);
     assert.deepEqual(repeats, ['a3', 'b0', 'b1', 'b3', 'b4']);
+  });
+
+  it('builds one batch\'s rows chunk after chunk, growing past its first sizes, as one pass would', () => {
+    const values = Array.from({ length: 300 }, (_, i) => [`k${i}`, i % 7 === 0 ? `Crème 寿司 🍮 ${i}` : `plain\t${i}`, i]);
+    const records = values.map((v, i) => rec(i % 3, i, v));
+    const toValues = (r: StreamRecord) => r.value as string[];
+    const b = new CopyRowsBuilder(0, 2, 16); // far too small: rows, bytes and key hashes all grow
+    const kept: StreamRecord[] = [];
+    for (let from = 0; from < records.length; from += 37) kept.push(...b.append(records.slice(from, from + 37), toValues, () => assert.fail('nothing is rejected')));
+    const once = encodeRows(records, toValues, 0, () => assert.fail('nothing is rejected'));
+    const built = b.finish();
+    assert.equal(b.length, 300);
+    assert.equal(built.text.toString(), once.text.toString());
+    assert.ok(built.text.toString().includes('Crème 寿司 🍮 7\t7\n'));
+    assert.deepEqual([...built.ends], [...once.ends]);
+    let at = 0;
+    assert.deepEqual([...built.ends], values.map((v) => (at += Buffer.byteLength(encodeCopyRow(v), 'utf8'))), 'each line\'s end, counted independently');
+    assert.equal(built.ends[299], built.text.length, 'line ends in bytes, non-ASCII lines included');
+    assert.deepEqual([...built.keyHashes!], values.map((v) => keyHash(v[0] as string)));
+    assert.deepEqual(kept, records);
   });
 });
