@@ -24,7 +24,7 @@ export const ingestHelp = `ingest [--count N (1000000; --quick: 100000)] [--part
        [--seed 7] [--insert-rows 1000] [--skip-baseline] [--cpu-prof DIR] [--keep] [--echo] [--ingest "extra flags"] [--node-options "..."]
        [--instances 1 (orders-ingest processes in one consumer group)]
        [--compare "flags" (also time orders-ingest with these extra flags, right after it, for an A/B in the same minutes;
-        here and in --ingest, a NAME=value word sets the child's environment)]
+        here and in --ingest, a NAME=value word sets the child's environment, and node:--flag is an option of its node)]
        [--compare-main-thread (the same as --compare "--stage-threads 0")]
        [--rounds 1 (every phase this many times; the round with the median ingest / min(ceilings) is reported, with
         every round's ratios)]`;
@@ -196,6 +196,8 @@ interface IngestResult extends Phase {
 
 /** A NAME=value word of --ingest or --compare: set in the child's environment rather than passed as a flag. */
 const isEnv = (word: string) => /^[A-Z_][A-Z0-9_]*=/.test(word);
+/** A node:--flag word of --ingest or --compare: an option of the child's node (V8 flags included). */
+const isNodeArg = (word: string) => word.startsWith('node:');
 
 /** The real orders-ingest topology as a child process, timed from partition assignment to the last committed row. */
 async function ingestRun(env: BenchEnv, topic: string, table: string, o: { count: number; batch: number; partitions: number; cpuProf?: string; echo: boolean; extra: string[]; nodeArgs: string[]; instances: number }): Promise<IngestResult> {
@@ -209,8 +211,8 @@ async function ingestRun(env: BenchEnv, topic: string, table: string, o: { count
     runs.push(await runTopology({
       env: { ...env.childEnv, ...Object.fromEntries(o.extra.filter(isEnv).map((w) => [w.slice(0, w.indexOf('=')), w.slice(w.indexOf('=') + 1)])) },
       args: ['orders-ingest', '--stop-when-idle', '2', '--topic', topic, '--table', table, '--group-id', group,
-        '--batch-size', String(o.batch), '--partitions', String(o.partitions), ...o.extra.filter((w) => !isEnv(w))],
-      extraNodeArgs: ['--import', LOOP_DELAY, ...(o.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProf}`] : []), ...o.nodeArgs],
+        '--batch-size', String(o.batch), '--partitions', String(o.partitions), ...o.extra.filter((w) => !isEnv(w) && !isNodeArg(w))],
+      extraNodeArgs: ['--import', LOOP_DELAY, ...(o.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProf}`] : []), ...o.nodeArgs, ...o.extra.filter(isNodeArg).map((w) => w.slice(5))],
       marks: { assigned: /assigned .* partitions/ },
       echo: o.echo,
       onSample: (_r, text) => {
