@@ -206,7 +206,7 @@ async function ingestRun(env: BenchEnv, topic: string, table: string, o: { count
   let infraEnd: InfraCpu | undefined;
   const runs: TopologyRun[] = [];
   // Several instances share the group, the way Kafka Streams scales out: partitions are spread over them.
-  const handled = () => runs.reduce((sum, r) => sum + metricSum(r.lastMetrics, 'pipeline_sink_rows_written_total') + metricSum(r.lastMetrics, 'pipeline_records_invalid_total'), 0);
+  const handled = () => runs.reduce((sum, r) => sum + metricSum(r.lastWatched, 'pipeline_sink_rows_written_total') + metricSum(r.lastWatched, 'pipeline_records_invalid_total'), 0);
   for (let i = 0; i < o.instances; i++) {
     runs.push(await runTopology({
       env: { ...env.childEnv, ...Object.fromEntries(o.extra.filter(isEnv).map((w) => [w.slice(0, w.indexOf('=')), w.slice(w.indexOf('=') + 1)])) },
@@ -214,6 +214,7 @@ async function ingestRun(env: BenchEnv, topic: string, table: string, o: { count
         '--batch-size', String(o.batch), '--partitions', String(o.partitions), ...o.extra.filter((w) => !isEnv(w) && !isNodeArg(w))],
       extraNodeArgs: ['--import', LOOP_DELAY, ...(o.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProf}`] : []), ...o.nodeArgs, ...o.extra.filter(isNodeArg).map((w) => w.slice(5))],
       marks: { assigned: /assigned .* partitions/ },
+      watch: ['pipeline_sink_rows_written_total', 'pipeline_records_invalid_total'],
       echo: o.echo,
       onSample: (_r, text) => {
         if (doneAt || !text) return;

@@ -53,7 +53,7 @@ describe('the topology CLI', () => {
     assert.match(r.stdout, /n0 --> n1/);
   });
 
-  it('serves /metrics, /healthz and /readyz while running', async () => {
+  it('serves /metrics (all, or some by name), /healthz and /readyz while running', async () => {
     const topic = unique('metrics');
     const table = unique('metrics_data');
     const port = 20000 + Math.floor(Math.random() * 20000);
@@ -74,6 +74,12 @@ describe('the topology CLI', () => {
       }
       assert.match(body, /pipeline_records_produced_total\{topology="orders-generator",topic="[^"]+"\} 500/);
       assert.match(body, /pipeline_records_consumed_total\{topology="orders-ingest",topic="[^"]+"\} 500/);
+      for (const name of ['pipeline_poll_records_count', 'pipeline_poll_records_sum']) assert.ok(body.includes(name), `${name} missing`);
+      // Some metrics only, by name: nothing else is collected or sent.
+      const some = (await get('/metrics?name[]=pipeline_sink_rows_written_total&name[]=pipeline_records_invalid_total&name[]=no_such_metric')).body;
+      assert.match(some, /pipeline_sink_rows_written_total\{[^}]*\} 500/);
+      assert.match(some, /# TYPE pipeline_records_invalid_total counter/);
+      assert.ok(!some.includes('process_cpu_seconds_total') && !some.includes('pipeline_records_consumed_total'), some);
     } finally {
       run.child.kill('SIGTERM');
       assert.equal(await run.exited, 0, run.stderr());
