@@ -293,20 +293,35 @@ export class StreamTask {
     // Only now, after any wait, take what is still ours and new: a rebalance or a rewind may have come meanwhile.
     const taken: number[][] = this.lanes.map(() => []);
     let count = 0;
+    // A poll holds runs of one partition's messages: the maps are read and written once a run, not once a message (a
+    // double stored in a Map is a new heap number each time).
+    let partition = -1;
+    let seen: number | undefined;
+    let last = -1;
+    let lane = 0;
+    const endRun = () => {
+      if (last < 0) return;
+      this.lastSeen.set(partition, last);
+      this.lanes[lane].pending.last.set(partition, last);
+    };
     for (let i = 0; i < n; i++) {
-      const partition = batch.partitions[i];
+      if (batch.partitions[i] !== partition) {
+        endRun();
+        partition = batch.partitions[i];
+        seen = this.lastSeen.get(partition);
+        last = -1;
+        lane = partition % this.lanes.length;
+      }
       const offset = batch.offsets[i];
-      const seen = this.lastSeen.get(partition);
       if (seen === undefined || offset <= seen) continue;
-      this.lastSeen.set(partition, offset);
-      const lane = partition % this.lanes.length;
+      seen = last = offset;
       const pending = this.lanes[lane].pending;
       if (pending.count === 0) pending.startedAt = Date.now();
-      pending.last.set(partition, offset);
       pending.count++;
       taken[lane].push(i);
       count++;
     }
+    endRun();
     if (!count) return;
     o.metrics.consumed.inc({ topology: o.topology, topic: o.plan.topic }, count);
     for (const indices of taken) {
