@@ -5,7 +5,7 @@ import { DeadLetterRelay } from '../pipeline/postgres/dead-letters.ts';
 import { Progress } from '../pipeline/runtime/progress.ts';
 import { Aborted, retry } from '../pipeline/runtime/retry.ts';
 import type { PlanRef } from '../pipeline/runtime/stage-workers.ts';
-import { StreamTask } from '../pipeline/runtime/stream-task.ts';
+import { MAX_POLL_RECORDS, StreamTask } from '../pipeline/runtime/stream-task.ts';
 import type { OptionSpec, OptionValues } from '../pipeline/config/options.ts';
 import type { TopologyContext } from '../pipeline/topology.ts';
 
@@ -16,7 +16,7 @@ export const consumerOptions = (defaults: { group: string; batch: number }): Opt
   { name: 'dlq-topic', type: 'string', help: 'dead-letter topic (default: <topic>.dlq)' },
   { name: 'group-id', type: 'string', default: defaults.group, help: 'consumer group, also the key of the offsets in Postgres' },
   { name: 'batch-size', type: 'int', min: 1, max: 1_000_000, default: defaults.batch, help: 'records per flush (one transaction)' },
-  { name: 'max-poll-records', type: 'int', min: 1, max: 100_000, default: 5000, help: 'records one poll takes from the consumer at most (Kafka Streams\' max.poll.records); a poll returns early at the end of the partitions' },
+  { name: 'max-poll-records', type: 'int', min: 1, max: 100_000, default: MAX_POLL_RECORDS, help: 'records one poll takes from the consumer at most (Kafka Streams\' max.poll.records); a poll returns early at the end of the partitions' },
   { name: 'batch-wait-ms', type: 'int', min: 1, max: 600_000, default: 250, help: 'longest time a record waits for its flush' },
   { name: 'sink-connections', type: 'int', min: 1, max: 16, default: 1, help: 'flushes written at once, each on its own connection for a disjoint set of partitions (helps when Postgres, not this process, is the bottleneck)' },
   { name: 'stop-when-idle', type: 'number', min: 0, help: 'exit 0 once everything read is committed and nothing new came for this many seconds' },

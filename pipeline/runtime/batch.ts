@@ -1,3 +1,4 @@
+import type { CopyValue } from '../codec/copy-text.ts';
 import type { PlanExecutor } from '../dsl/executor.ts';
 import type { PostgresAppendSinkSpec } from '../dsl/plan.ts';
 import type { StageContext, StreamRecord } from '../records.ts';
@@ -51,7 +52,7 @@ export type Sourced = StreamRecord & { src: number };
  * row function throws (map-failed).
  */
 export function runBatch(executor: PlanExecutor, n: number, recordAt: (i: number) => StreamRecord, ctx: StageContext, targets: Map<string, CopyTarget>, textBytes?: number): BatchOutput {
-  const builders = new Map<string, { rows: CopyRowsBuilder; src: Uint32Array }>();
+  const builders = new Map<string, { rows: CopyRowsBuilder; src: Uint32Array; values: (r: StreamRecord) => readonly CopyValue[] }>();
   const other = new Map<string, StreamRecord[]>();
   const reject = (r: StreamRecord, reason: string, message: string) => ctx.deadLetter(r, reason, message);
   for (let from = 0; from < n; from += CHUNK) {
@@ -72,10 +73,12 @@ export function runBatch(executor: PlanExecutor, n: number, recordAt: (i: number
         continue;
       }
       let b = builders.get(name);
-      if (!b) builders.set(name, (b = { rows: new CopyRowsBuilder(target.keyAt, n, textBytes), src: new Uint32Array(n) }));
-      const row = target.spec.row;
+      if (!b) {
+        const row = target.spec.row;
+        builders.set(name, (b = { rows: new CopyRowsBuilder(target.keyAt, n, textBytes), src: new Uint32Array(n), values: (r) => row(r.value, r.key, r) }));
+      }
       const at = b.rows.length;
-      const rows = b.rows.append(records, (r) => row(r.value, r.key, r), reject);
+      const rows = b.rows.append(records, b.values, reject);
       for (let i = 0; i < rows.length; i++) b.src[at + i] = (rows[i] as Sourced).src;
     }
   }

@@ -22,6 +22,12 @@ import type { Progress } from './progress.ts';
 import { Aborted, retry, sleep, throttledLog } from './retry.ts';
 import { StageWorkers, type PlanRef, type WorkerCopyOutput, type WorkerResult } from './stage-workers.ts';
 
+/**
+ * Records a poll takes at most by default. Kafka Streams' max.poll.records is 1,000; with packed reads a poll is cheap,
+ * and fewer polls mean fewer batches to the stage workers and back (`npm run bench -- ingest`, README: Performance).
+ */
+export const MAX_POLL_RECORDS = 5000;
+
 /** The one batching policy: a flush happens at maxRecords or after maxWaitMs, whichever comes first. */
 export interface BatchPolicy {
   maxRecords: number;
@@ -37,7 +43,7 @@ export interface StreamTaskOptions {
   dlqTopic: string;
   relay: DeadLetterRelay;
   batch: BatchPolicy;
-  /** Records one poll takes at most (Kafka Streams' max.poll.records); 1000 when not given. */
+  /** Records one poll takes at most (Kafka Streams' max.poll.records); MAX_POLL_RECORDS when not given. */
   maxPollRecords?: number;
   /**
    * Flushes written at the same time, each on its own Postgres connection for a disjoint set of partitions
@@ -217,7 +223,7 @@ export class StreamTask {
       while (!o.signal.aborted) {
         let batch: PackedBatch | undefined;
         try {
-          const polled = await this.source.poll(o.maxPollRecords ?? 1000);
+          const polled = await this.source.poll(o.maxPollRecords ?? MAX_POLL_RECORDS);
           if (batchSize(polled.batch)) {
             batch = polled.batch;
             o.metrics.pollRecords.observe({ topology: o.topology }, batchSize(batch));

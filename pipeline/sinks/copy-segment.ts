@@ -29,7 +29,7 @@ type WellFormed = string & { isWellFormed(): boolean };
 /**
  * FNV-1a over a key's COPY text (its UTF-16 code units). Rows cross from the stage workers with their keys as these
  * numbers rather than as strings: cloning 10,000 strings a batch and hashing them again in a Set cost the main thread
- * ~0.8 CPU s per 1M records (`npm run bench -- ingest --cpu-prof DIR`). Equal hashes are confirmed on the bytes.
+ * ~0.6 CPU s per 1M records (`npm run bench -- ingest --cpu-prof DIR`). Equal hashes are confirmed on the bytes.
  */
 export function keyHash(text: string): number {
   let h = 0x811c9dc5;

@@ -92,10 +92,10 @@ export class KafkaSource {
 
   /**
    * Up to max messages, packed; an empty batch after waitMs without any. It returns early at the end of a partition
-   * (enable.partition.eof), with what it has, rather than wait to fill the batch. `straddled` says an assignment changed while the poll ran: node-rdkafka's consume runs in a
-   * worker thread, so such a poll can hold messages fetched before the change (for partitions revoked, or fetched
-   * ahead of the position a new owner starts from) next to messages fetched after it. The caller must not take
-   * them as they are (see StreamTask.accept).
+   * (enable.partition.eof), with what it has, rather than wait to fill the batch. `straddled` says an assignment
+   * changed while the poll ran: node-rdkafka's consume runs in a worker thread, so such a poll can hold messages
+   * fetched before the change (for partitions revoked, or fetched ahead of the position a new owner starts from) next
+   * to messages fetched after it. The caller must not take them as they are (see StreamTask.accept).
    */
   poll(max: number, waitMs = CONSUME_TIMEOUT_MS): Promise<{ batch: PackedBatch; straddled: boolean }> {
     const epoch = this.epoch;
