@@ -27,8 +27,7 @@ export function ordersIngestPlan(topic: string, table: string, registry = regist
   b.stream<Order>(topic, { schema: validateOrder(), schemaName: 'schemas/order.schema.json', registry })
     .toPostgres({
       table,
-      columns: ORDER_COLUMNS,
-      row: orderRow,
+      columns: ORDER_COLUMNS, // each the order's property of that name
       keyColumn: 'order_id',
       createSql: ORDERS_TABLE_SQL,
     });

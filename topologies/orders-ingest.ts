@@ -1,6 +1,6 @@
 import type { Topology } from '../pipeline/topology.ts';
 import { ordersIngestPlan } from './orders-ingest-plan.ts';
-import { consumerOptions, describePlan, runPlan, stageThreadsOption, validateNames } from './run-plan.ts';
+import { consumerOptions, describePlan, genericJsonOption, runPlan, stageThreadsOption, validateNames } from './run-plan.ts';
 
 export { ORDER_COLUMNS, orderRow, ORDERS_TABLE_SQL, ordersIngestPlan } from './orders-ingest-plan.ts';
 
@@ -11,6 +11,7 @@ export const ordersIngest: Topology = {
   options: [
     ...consumerOptions({ group: 'orders-ingest', batch: 10_000 }),
     stageThreadsOption(1),
+    genericJsonOption,
     { name: 'table', type: 'string', default: 'orders_data', help: 'Postgres table the orders go to' },
   ],
   validate: validateNames,

@@ -31,6 +31,12 @@ export const stageThreadsOption = (defaultThreads: number): OptionSpec => ({
   help: 'worker threads that parse, validate and encode records (0: all on the main thread)',
 });
 
+/** For plans that validate JSON with a local schema straight into a table's columns by name (codec/json-rows.ts). */
+export const genericJsonOption: OptionSpec = {
+  name: 'generic-json', type: 'bool',
+  help: 'parse every value with JSON.parse and validate it with ajv, also those the direct reader would read straight into rows (for comparison)',
+};
+
 export const dlqTopicOf = (v: OptionValues) => (v['dlq-topic'] as string | undefined) ?? `${v.topic as string}.dlq`;
 
 /** The names the common flags give, checked before anything connects (they reach Kafka and SQL). */
@@ -72,6 +78,7 @@ export async function runPlan(name: string, plan: TopologyPlan, ctx: TopologyCon
     lanes: v['sink-connections'] as number,
     stageThreads: (v['stage-threads'] as number | undefined) ?? 0,
     planRef,
+    directJson: !v['generic-json'],
     stopWhenIdleMs: v['stop-when-idle'] === undefined ? undefined : (v['stop-when-idle'] as number) * 1000,
     metrics: ctx.metrics,
     progress: new Progress(name, 'rec'),

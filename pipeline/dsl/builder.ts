@@ -8,7 +8,7 @@ import type { SchemaRegistryClient } from '../schema/registry.ts';
 import { SessionWindowAggregate, TimeWindowAggregate, type AggregateFns, type EmitMode } from '../stages/window-aggregate.ts';
 import type { Validator } from '../schema/validator.ts';
 import { describeWindows, type Windows } from '../windows/windows.ts';
-import type { Combine, PlanNode, SinkSpec, TopologyPlan } from './plan.ts';
+import { byName, type Combine, type PlanNode, type SinkSpec, type TopologyPlan } from './plan.ts';
 
 /**
  * The DSL, in the spirit of Kafka Streams' StreamsBuilder / KStream: a typed chain of operators that records a plan.
@@ -53,6 +53,7 @@ export class StreamsBuilder {
       const schema = options.schema;
       add('parse-json', () => parseJson());
       const registry = options.registry;
+      if (!registry) this.root.valueSchema = schema.schema;
       if (registry) add(`validate (schema registry ${registry.url}, subject ${topic}-value)`, () => validateWithRegistry(schema, registry, topic));
       else add(`validate (${options.schemaName ?? 'JSON Schema'})`, () => validate(schema));
     }
@@ -129,9 +130,12 @@ export class KStream<K, V> {
     this.sink({ kind: 'topic', name: `to-${topic}`, topic, serialize: serialize as never });
   }
 
-  /** Appends a row per record with COPY; rows and source offsets are committed in one transaction. */
-  toPostgres(spec: { table: string; columns: string[]; row: (value: V, key: K, record: StreamRecord<V>) => CopyValue[]; keyColumn?: string; createSql: string }): void {
-    this.sink({ kind: 'postgres', name: `to-${spec.table}`, ...spec, row: spec.row as never });
+  /**
+   * Appends a row per record with COPY; rows and source offsets are committed in one transaction. Without row, each
+   * column takes the value's property of its name (null when it has none), as Kafka Connect's JDBC sink does.
+   */
+  toPostgres(spec: { table: string; columns: string[]; row?: (value: V, key: K, record: StreamRecord<V>) => CopyValue[]; keyColumn?: string; createSql: string }): void {
+    this.sink({ kind: 'postgres', name: `to-${spec.table}`, ...spec, row: (spec.row ?? byName(spec.columns)) as never, byName: !spec.row });
   }
 
   private sink(spec: SinkSpec): void {

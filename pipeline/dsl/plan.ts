@@ -15,6 +15,11 @@ export interface PlanNode {
   predicates?: ((value: unknown, key: unknown) => boolean)[];
   sink?: SinkSpec;
   store?: string;
+  /**
+   * source: the JSON Schema its values are validated against, when stream() parses and validates them with a local
+   * schema (its first two nodes): what lets runtime/batch.ts read them straight into rows (codec/json-rows.ts).
+   */
+  valueSchema?: object;
 }
 
 export interface TopicSinkSpec {
@@ -31,10 +36,23 @@ export interface PostgresAppendSinkSpec {
   table: string;
   columns: string[];
   row: (value: unknown, key: unknown, record: StreamRecord) => CopyValue[];
+  /** row is byName(columns): each column takes the value's property of its name. */
+  byName: boolean;
   /** Column whose value must be unique: a later record with the same one is a dead letter (reason duplicate). */
   keyColumn?: string;
   /** CREATE TABLE IF NOT EXISTS $TABLE (...): run at start; $TABLE becomes the quoted table name. */
   createSql: string;
+}
+
+/** Each column takes the value's property of the same name, as Kafka Connect's JDBC sink maps fields to columns. */
+export function byName(columns: readonly string[]): (value: unknown) => CopyValue[] {
+  return (value) => {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('columns by name need an object value');
+    const v = value as Record<string, CopyValue>;
+    const out: CopyValue[] = new Array(columns.length);
+    for (let c = 0; c < columns.length; c++) out[c] = Object.hasOwn(v, columns[c]) ? v[columns[c]] : null;
+    return out;
+  };
 }
 
 export type Combine = 'sum' | 'min' | 'max';

@@ -1,20 +1,36 @@
 import type { CopyValue } from '../codec/copy-text.ts';
 import type { PlanExecutor } from '../dsl/executor.ts';
-import type { PostgresAppendSinkSpec } from '../dsl/plan.ts';
+import type { PlanNode, PostgresAppendSinkSpec } from '../dsl/plan.ts';
+import { compileJsonRows, type JsonRows } from '../codec/json-rows.ts';
+import { formatCheck } from '../schema/validator.ts';
+import { batchSize, recordOf, type PackedBatch } from '../sources/packed-batch.ts';
 import type { StageContext, StreamRecord } from '../records.ts';
-import { CopyRowsBuilder, type CopyRows } from '../sinks/copy-segment.ts';
+import { CopyRowsBuilder, lineStart, type CopyRows } from '../sinks/copy-segment.ts';
 
 /** A Postgres append sink of a plan, as the runtime encodes rows for it. */
 export interface CopyTarget {
   spec: PostgresAppendSinkSpec;
   /** Index of the key column in the row, -1 when the sink has none. */
   keyAt: number;
+  /**
+   * Reads a message's JSON straight into its row, when the plan is source -> parse -> validate (a local schema) ->
+   * this sink with columns by name, and the schema is one JsonRows decides exactly.
+   */
+  direct?: JsonRows;
 }
 
-export function copyTargets(executor: PlanExecutor): Map<string, CopyTarget> {
+/** directJson false: every record takes the stages (JSON.parse, ajv, the row function), for comparison. */
+export function copyTargets(executor: PlanExecutor, o: { directJson?: boolean } = {}): Map<string, CopyTarget> {
   const out = new Map<string, CopyTarget>();
   for (const s of executor.sinks) {
     if (s.kind === 'postgres') out.set(s.name, { spec: s, keyAt: s.keyColumn === undefined ? -1 : s.columns.indexOf(s.keyColumn) });
+  }
+  const { root } = executor.plan;
+  const validate = root.children[0]?.children[0];
+  const only = (n: PlanNode | undefined) => n?.children.length === 1;
+  const sink = validate?.children[0]?.sink;
+  if ((o.directJson ?? true) && root.valueSchema && only(root) && only(root.children[0]) && only(validate) && sink?.kind === 'postgres' && sink.byName) {
+    out.get(sink.name)!.direct = compileJsonRows(root.valueSchema, sink.columns, formatCheck);
   }
   return out;
 }
@@ -46,22 +62,27 @@ export const CHUNK = 128;
 export type Sourced = StreamRecord & { src: number };
 
 /**
- * One polled batch of n records (recordAt makes record i) through the plan: the stages, then COPY encoding for the
- * Postgres append sinks, a chunk at a time. The same code runs on the main thread and in stage workers
- * (runtime/stage-worker.ts). A row whose values COPY cannot carry is a dead letter (unencodable), as is one whose
- * row function throws (map-failed).
+ * One polled batch (recordAt makes record i; by default from the batch) through the plan: the stages, then COPY
+ * encoding for the Postgres append sinks, a chunk at a time. The same code runs on the main thread and in stage
+ * workers (runtime/stage-worker.ts). A row whose values COPY cannot carry is a dead letter (unencodable), as is one
+ * whose row function throws (map-failed). With a direct reader (CopyTarget.direct), each message it can read
+ * becomes its row without any stage; the others go through the stages as before, rows staying in message order.
  */
-export function runBatch(executor: PlanExecutor, n: number, recordAt: (i: number) => StreamRecord, ctx: StageContext, targets: Map<string, CopyTarget>, textBytes?: number): BatchOutput {
+export function runBatch(executor: PlanExecutor, batch: PackedBatch, ctx: StageContext, targets: Map<string, CopyTarget>,
+  recordAt: (i: number) => StreamRecord = (i) => recordOf(batch, i)): BatchOutput {
+  const n = batchSize(batch);
   const builders = new Map<string, { rows: CopyRowsBuilder; src: Uint32Array; values: (r: StreamRecord) => readonly CopyValue[] }>();
+  const builder = (name: string, target: CopyTarget) => {
+    let b = builders.get(name);
+    if (!b) {
+      const row = target.spec.row;
+      builders.set(name, (b = { rows: new CopyRowsBuilder(target.keyAt, n, batch.values.byteLength), src: new Uint32Array(n), values: (r) => row(r.value, r.key, r) }));
+    }
+    return b;
+  };
   const other = new Map<string, StreamRecord[]>();
   const reject = (r: StreamRecord, reason: string, message: string) => ctx.deadLetter(r, reason, message);
-  for (let from = 0; from < n; from += CHUNK) {
-    const chunk: Sourced[] = new Array(Math.min(CHUNK, n - from));
-    for (let j = 0; j < chunk.length; j++) {
-      const r = recordAt(from + j) as Sourced;
-      r.src = from + j;
-      chunk[j] = r;
-    }
+  const run = (chunk: Sourced[]) => {
     const reached = new Map<string, StreamRecord[]>();
     executor.run(chunk, ctx, reached);
     for (const [name, records] of reached) {
@@ -72,14 +93,43 @@ export function runBatch(executor: PlanExecutor, n: number, recordAt: (i: number
         else other.set(name, records);
         continue;
       }
-      let b = builders.get(name);
-      if (!b) {
-        const row = target.spec.row;
-        builders.set(name, (b = { rows: new CopyRowsBuilder(target.keyAt, n, textBytes), src: new Uint32Array(n), values: (r) => row(r.value, r.key, r) }));
-      }
+      const b = builder(name, target);
       const at = b.rows.length;
       const rows = b.rows.append(records, b.values, reject);
       for (let i = 0; i < rows.length; i++) b.src[at + i] = (rows[i] as Sourced).src;
+    }
+  };
+  const sourced = (i: number) => {
+    const r = recordAt(i) as Sourced;
+    r.src = i;
+    return r;
+  };
+  const direct = targets.size === 1 ? [...targets].find(([, t]) => t.direct) : undefined;
+  if (direct) {
+    const [name, target] = direct;
+    const reader = target.direct!;
+    const b = builder(name, target);
+    const { values, valueEnds, nullValue } = batch;
+    let slow: Sourced[] = [];
+    for (let i = 0; i < n; i++) {
+      if (nullValue[i] === 0 && reader.read(values, lineStart(valueEnds, i), valueEnds[i])) {
+        if (slow.length) {
+          run(slow);
+          slow = [];
+        }
+        b.src[b.rows.length] = i;
+        reader.write(values, b.rows);
+      } else if (slow.push(sourced(i)) === CHUNK) {
+        run(slow);
+        slow = [];
+      }
+    }
+    if (slow.length) run(slow);
+  } else {
+    for (let from = 0; from < n; from += CHUNK) {
+      const chunk: Sourced[] = new Array(Math.min(CHUNK, n - from));
+      for (let j = 0; j < chunk.length; j++) chunk[j] = sourced(from + j);
+      run(chunk);
     }
   }
   const copy = new Map<string, BatchRows>();

@@ -2,7 +2,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { PlanExecutor } from '../dsl/executor.ts';
 import type { TopologyPlan } from '../dsl/plan.ts';
 import { errorMessage } from '../errors.ts';
-import type { StageContext } from '../records.ts';
+import type { StageContext, StreamRecord } from '../records.ts';
 import { copyTargets, runBatch, type Sourced } from './batch.ts';
 import { retry } from './retry.ts';
 import { batchBuffers, batchSize, recordOf } from '../sources/packed-batch.ts';
@@ -10,10 +10,10 @@ import type { PlanRef, WorkerBatch, WorkerCopyOutput, WorkerResult } from './sta
 
 /** The worker side of StageWorkers: builds the plan from its PlanRef, then runs every batch it is sent. */
 
-const ref = (workerData as { plan: PlanRef }).plan;
+const { plan: ref, directJson } = workerData as { plan: PlanRef; directJson: boolean };
 const factory = (await import(ref.module))[ref.export] as (...args: unknown[]) => TopologyPlan;
 const executor = new PlanExecutor(factory(...ref.args));
-const targets = copyTargets(executor);
+const targets = copyTargets(executor, { directJson });
 const port = parentPort!;
 const stop = new AbortController();
 
@@ -22,7 +22,7 @@ async function handle(b: WorkerBatch): Promise<void> {
   const transfer: ArrayBuffer[] = batchBuffers(b);
   try {
     const n = batchSize(b);
-    let recordAt = (i: number) => recordOf(b, i);
+    let recordAt: ((i: number) => StreamRecord) | undefined;
     if (executor.needsPrepare) {
       const records = Array.from({ length: n }, (_, i) => recordOf(b, i));
       await retry('preparing the batch', () => executor.prepare(records), (line) => console.error(line), stop.signal);
@@ -33,7 +33,7 @@ async function handle(b: WorkerBatch): Promise<void> {
       deadLetter: (r, reason, message) => result.deadLetters.push({ src: (r as Sourced).src, reason, message }),
       late: (_r, stage) => late.set(stage, (late.get(stage) ?? 0) + 1),
     };
-    const out = runBatch(executor, n, recordAt, ctx, targets, b.values.byteLength);
+    const out = runBatch(executor, b, ctx, targets, recordAt);
     if (out.other.size) throw new Error(`stage workers only write Postgres append sinks, not ${[...out.other.keys()].join(', ')}`);
     for (const [name, e] of out.copy) {
       const c: WorkerCopyOutput = { name, ...e };

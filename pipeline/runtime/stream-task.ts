@@ -57,6 +57,8 @@ export interface StreamTaskOptions {
    */
   stageThreads?: number;
   planRef?: PlanRef;
+  /** false: no record is read straight into its row (CopyTarget.direct); all take the stages. Default true. */
+  directJson?: boolean;
   stopWhenIdleMs?: number;
   metrics: PipelineMetrics;
   progress: Progress;
@@ -139,7 +141,7 @@ export class StreamTask {
   constructor(private readonly o: StreamTaskOptions) {
     this.executor = new PlanExecutor(o.plan);
     this.lanes = Array.from({ length: Math.max(1, o.lanes ?? 1) }, () => new Lane());
-    this.copyTargets = copyTargets(this.executor);
+    this.copyTargets = copyTargets(this.executor, { directJson: o.directJson });
     for (const s of this.executor.sinks) {
       if (s.kind === 'postgres') {
         this.copySinks.set(s.name, {
@@ -214,7 +216,7 @@ export class StreamTask {
       if (err instanceof Aborted) return;
       throw err;
     }
-    if ((o.stageThreads ?? 0) > 0) this.workers = new StageWorkers(o.stageThreads!, o.planRef!);
+    if ((o.stageThreads ?? 0) > 0) this.workers = new StageWorkers(o.stageThreads!, o.planRef!, o.directJson);
     this.ready = true;
     this.connectedAt = this.lastActivity = Date.now();
     o.relay.start();
@@ -358,7 +360,7 @@ export class StreamTask {
 
   /** Runs a batch on the main thread; its rows and records join the pending batch of their lane. */
   private apply(batch: PackedBatch): void {
-    const out = runBatch(this.executor, batchSize(batch), (i) => recordOf(batch, i), this.ctx, this.copyTargets, batch.values.byteLength);
+    const out = runBatch(this.executor, batch, this.ctx, this.copyTargets);
     const pending = this.laneOf(batch.partitions[0]).pending;
     for (const [name, rows] of out.copy) this.addRows(pending, name, rows, batch);
     for (const [name, records] of out.other) {

@@ -7,7 +7,8 @@ import { isMultipleOf } from './decimal.ts';
 
 const addFormats = addFormatsModule as unknown as typeof addFormatsModule.default;
 
-export type Validator<T> = ((value: unknown) => value is T) & { errorText(): string };
+/** A compiled schema: the check, the first error's text after a failed check, and the JSON Schema it came from when known. */
+export type Validator<T> = ((value: unknown) => value is T) & { errorText(): string; readonly schema?: object };
 
 /**
  * One Ajv instance for the process: schemas are compiled once, at start. `multipleOf` is replaced by an exact
@@ -47,6 +48,15 @@ export function isUuid(s: string): boolean {
   return true;
 }
 
+/** A format's check as this process's ajv runs it (for JsonRows, codec/json-rows.ts), or undefined when it has none. */
+export function formatCheck(name: string): ((s: string) => boolean) | undefined {
+  const f = instance().formats[name];
+  const check = typeof f === 'object' && !(f instanceof RegExp) ? f.validate : f;
+  if (check instanceof RegExp) return (s) => check.test(s);
+  if (typeof check === 'function') return (s) => (check as (s: string) => boolean)(s);
+  return undefined;
+}
+
 function describe(errors: ErrorObject[] | null | undefined): string {
   if (!errors?.length) return 'invalid';
   const e = errors[0];
@@ -61,9 +71,7 @@ export function compileSchema<T>(schema: object): Validator<T> {
   const key = (schema as { $id?: string }).$id;
   const existing = key ? instance().getSchema(key) : undefined;
   const fn = (existing ?? instance().compile(schema)) as ValidateFunction<T>;
-  const validate = ((value: unknown) => fn(value)) as Validator<T>;
-  validate.errorText = () => describe(fn.errors);
-  return validate;
+  return Object.assign((value: unknown) => fn(value), { errorText: () => describe(fn.errors), schema }) as Validator<T>;
 }
 
 export function loadSchema(name: string): object {

@@ -122,6 +122,33 @@ export class CopyRowsBuilder {
     return rows;
   }
 
+  /**
+   * Appends one row whose values are already COPY text in src, column c at src[starts[c], ends[c]) (single-byte
+   * characters, as JsonRows finds them): copied a byte at a time, cheaper than a subarray per field.
+   */
+  appendFields(src: Uint8Array, starts: Int32Array, ends: Int32Array): void {
+    const columns = starts.length;
+    let bytes = columns; // the tabs and the newline
+    for (let c = 0; c < columns; c++) bytes += ends[c] - starts[c];
+    if (this.text.length - this.bytes < bytes) this.reserveBytes(bytes);
+    this.reserveRows(1);
+    const out = this.text;
+    let at = this.bytes;
+    for (let c = 0; c < columns; c++) {
+      if (c > 0) out[at++] = 0x09;
+      for (let k = starts[c], e = ends[c]; k < e; k++) out[at++] = src[k];
+    }
+    out[at++] = 0x0a;
+    if (this.hashes) {
+      // keyHash over the key's characters, which are these bytes
+      let h = 0x811c9dc5;
+      for (let k = starts[this.keyAt], e = ends[this.keyAt]; k < e; k++) h = Math.imul(h ^ src[k], 0x01000193);
+      this.hashes[this.count] = h >>> 0;
+    }
+    this.ends[this.count++] = at;
+    this.bytes = at;
+  }
+
   /** The rows so far, as views of the builder's buffers: each array in an ArrayBuffer of its own, to transfer whole. */
   finish(): CopyRows {
     return { text: this.text.subarray(0, this.bytes), ends: this.ends.subarray(0, this.count), keyHashes: this.hashes?.subarray(0, this.count), keyAt: this.keyAt };

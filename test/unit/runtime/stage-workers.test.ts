@@ -44,7 +44,7 @@ describe('stage workers', () => {
     const executor = new PlanExecutor(ordersIngestPlan('orders', 'orders_data'));
     const dead: { offset: number; reason: string }[] = [];
     const ctx: StageContext = { deadLetter: (r, reason) => dead.push({ offset: r.offset, reason }), late: () => undefined };
-    const local = runBatch(executor, messages.length, (i) => toRecord(messages[i]), ctx, copyTargets(executor)).copy.get('to-orders_data')!;
+    const local = runBatch(executor, packMessages('orders', messages), ctx, copyTargets(executor)).copy.get('to-orders_data')!;
 
     const workers = new StageWorkers(2, { module: PLAN_MODULE, export: 'ordersIngestPlan', args: ['orders', 'orders_data'] });
     try {
@@ -86,7 +86,7 @@ describe('stage workers', () => {
     assert.ok(messages.length > 4 * CHUNK);
     const executor = new PlanExecutor(ordersIngestPlan('orders', 'orders_data'));
     const chunked: { offset: number; reason: string }[] = [];
-    const out = runBatch(executor, messages.length, (i) => toRecord(messages[i]), { deadLetter: (r, reason) => chunked.push({ offset: r.offset, reason }), late: () => undefined }, copyTargets(executor)).copy.get('to-orders_data')!;
+    const out = runBatch(executor, packMessages('orders', messages), { deadLetter: (r, reason) => chunked.push({ offset: r.offset, reason }), late: () => undefined }, copyTargets(executor)).copy.get('to-orders_data')!;
     // One pass: every record through the stages at once, then one encoding.
     const once: { offset: number; reason: string }[] = [];
     const ctx: StageContext = { deadLetter: (r, reason) => once.push({ offset: r.offset, reason }), late: () => undefined };
