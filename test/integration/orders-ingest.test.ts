@@ -165,14 +165,14 @@ describe('orders-ingest on real Kafka and Postgres', () => {
     assert.deepEqual(await rowCount(n.table), { rows: 30000, distinct: 30000 });
   });
 
-  it('survives kill -9 at random moments: exactly the valid rows, every invalid one dead-lettered once', async () => {
+  for (const lanes of [1, 2]) it(`survives kill -9 at random moments: exactly the valid rows, every invalid one dead-lettered once (--sink-connections ${lanes})`, async () => {
     const n = fresh();
     // The generator runs for about 40 s, so every kill lands while records still flow.
     const gen = startTopology(['orders-generator', '--topic', n.topic, '--partitions', '3', '--count', '100000', '--rate', '2500', '--invalid-ratio', '0.02']);
     // A short session timeout lets the group give a killed member's partitions away quickly.
     const fastGroup = ['--kafka', 'session.timeout.ms=6000', '--kafka', 'heartbeat.interval.ms=1000'];
     for (let kill = 0; kill < 3; kill++) {
-      const run = startTopology(ingestArgs(n, '--batch-size', '1000', '--batch-wait-ms', '100', ...fastGroup));
+      const run = startTopology(ingestArgs(n, '--batch-size', '1000', '--batch-wait-ms', '100', '--sink-connections', String(lanes), ...fastGroup));
       const before = (await rowCount(n.table).catch(() => ({ rows: 0 }))).rows;
       await waitUntil('progress', async () => (await rowCount(n.table).catch(() => ({ rows: 0 }))).rows > before, 90_000);
       await new Promise((r) => setTimeout(r, Math.random() * 1500));
