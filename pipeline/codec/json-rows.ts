@@ -1,4 +1,5 @@
 import { isMultipleOf } from '../schema/decimal.ts';
+import type { BytesCheck } from '../schema/format-bytes.ts';
 import type { CopyRowsBuilder } from '../sinks/copy-segment.ts';
 
 /**
@@ -12,7 +13,7 @@ import type { CopyRowsBuilder } from '../sinks/copy-segment.ts';
  * with its reason). What it reads:
  * - an object of distinct keys, each a property of the schema, with every required property and every column;
  * - strings of printable ASCII without escapes (their COPY text is their bytes; length in bytes is length in code
- *   points), checked for minLength, maxLength and format with ajv's own format functions;
+ *   points), checked for minLength, maxLength and format with ajv's format check (on the bytes for uuid and date-time);
  * - integers of at most 15 digits, and decimals of at most 15 digits without an exponent, written as JavaScript
  *   prints the double they parse to (no trailing zero in the fraction, no -0, not below 1e-6), so that the COPY
  *   text String(value) would give is the bytes themselves; checked for minimum, maximum and multipleOf (decimal.ts)
@@ -29,8 +30,8 @@ export interface JsonRows {
   write(bytes: Uint8Array, rows: CopyRowsBuilder): void;
 }
 
-/** A format's check as ajv runs it (validator.ts gives ajv's), or undefined when it has none. */
-export type FormatCheck = (name: string) => ((s: string) => boolean) | undefined;
+/** A format's check as ajv runs it, on bytes (validator.ts gives ajv's), or undefined when it has none. */
+export type FormatCheck = (name: string) => BytesCheck | undefined;
 
 const Kind = { String: 0, Integer: 1, Number: 2 } as const;
 type Kind = (typeof Kind)[keyof typeof Kind];
@@ -42,7 +43,7 @@ interface Property {
   column: number;
   minLength: number;
   maxLength: number;
-  format: ((s: string) => boolean) | undefined;
+  format: BytesCheck | undefined;
   minimum: number;
   maximum: number;
   exclusiveMinimum: number;
@@ -174,7 +175,7 @@ class FlatJsonRows implements JsonRows {
     if (j >= end) return -1;
     const length = j - from;
     if (length < p.minLength || length > p.maxLength) return -1;
-    if (p.format && !p.format(latin1(b, from, j))) return -1;
+    if (p.format && !p.format(b, from, j)) return -1;
     if (p.column >= 0) {
       this.starts[p.column] = from;
       this.ends[p.column] = j;
@@ -227,8 +228,4 @@ function named(name: Buffer, b: Uint8Array, start: number, end: number): boolean
   if (start + n >= end || b[start + n] !== 0x22) return false;
   for (let k = 0; k < n; k++) if (name[k] !== b[start + k]) return false;
   return true;
-}
-
-function latin1(b: Uint8Array, start: number, end: number): string {
-  return Buffer.prototype.latin1Slice.call(b, start, end) as string;
 }

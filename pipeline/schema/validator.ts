@@ -4,6 +4,7 @@ import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.
 import addFormatsModule from 'ajv-formats';
 import { projectRoot } from '../local/paths.ts';
 import { isMultipleOf } from './decimal.ts';
+import { dateTimeBytes, FAST_DATE_TIME, uuidBytes, type BytesCheck } from './format-bytes.ts';
 
 const addFormats = addFormatsModule as unknown as typeof addFormatsModule.default;
 
@@ -48,12 +49,19 @@ export function isUuid(s: string): boolean {
   return true;
 }
 
-/** A format's check as this process's ajv runs it (for JsonRows, codec/json-rows.ts), or undefined when it has none. */
-export function formatCheck(name: string): ((s: string) => boolean) | undefined {
+/**
+ * A format's check as this process's ajv runs it, on ASCII bytes in place (for the direct reader, codec/json-rows.ts),
+ * or undefined when ajv has none. uuid and date-time run on the bytes when ajv's check is the one format-bytes.ts
+ * mirrors; any other format is checked on the string, by ajv's own function.
+ */
+export function formatCheck(name: string): BytesCheck | undefined {
   const f = instance().formats[name];
   const check = typeof f === 'object' && !(f instanceof RegExp) ? f.validate : f;
-  if (check instanceof RegExp) return (s) => check.test(s);
-  if (typeof check === 'function') return (s) => (check as (s: string) => boolean)(s);
+  if (check === isUuid) return uuidBytes;
+  if (check instanceof RegExp && check.source === FAST_DATE_TIME.source && check.flags === FAST_DATE_TIME.flags) return dateTimeBytes;
+  const latin1 = (b: Uint8Array, start: number, end: number) => Buffer.prototype.latin1Slice.call(b, start, end) as string;
+  if (check instanceof RegExp) return (b, start, end) => check.test(latin1(b, start, end));
+  if (typeof check === 'function') return (b, start, end) => (check as (s: string) => boolean)(latin1(b, start, end));
   return undefined;
 }
 
