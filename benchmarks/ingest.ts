@@ -12,6 +12,7 @@ import { histogramQuantile, metricSum, runTopology, sampleAt, type TopologyRun }
 import { benchEnv, fresh, log, machine, type BenchEnv } from './lib/env.ts';
 import { cpuDelta, infraCpu, type InfraCpu } from './lib/infra-cpu.ts';
 import { createOrdersTable, ORDER_COLUMNS, prefillOrders } from './lib/orders.ts';
+import { INGEST_BATCH_SIZE } from '../topologies/orders-ingest.ts';
 import { fmtInt, fmtMb, fmtMs, fmtRatio, printTable, writeBarChart, writeJson, type Row } from './lib/report.ts';
 
 const FLAGS = {
@@ -20,7 +21,7 @@ const FLAGS = {
   'compare-main-thread': 'bool', compare: 'string', rounds: 'number',
 } as const;
 
-export const ingestHelp = `ingest [--count N (1000000; --quick: 100000)] [--partitions 6] [--batch-size 10000] [--invalid-ratio 0]
+export const ingestHelp = `ingest [--count N (1000000; --quick: 100000)] [--partitions 6] [--batch-size 20000] [--invalid-ratio 0]
        [--seed 7] [--insert-rows 1000] [--skip-baseline] [--cpu-prof DIR] [--keep] [--echo] [--ingest "extra flags"] [--node-options "..."]
        [--instances 1 (orders-ingest processes in one consumer group)]
        [--compare "flags" (also time orders-ingest with these extra flags, right after it, for an A/B in the same minutes;
@@ -279,7 +280,7 @@ export async function ingestBench(argv: string[]): Promise<void> {
   const quick = f.quick === true;
   const count = num(f, 'count', quick ? 100_000 : 1_000_000);
   const partitions = num(f, 'partitions', 6);
-  const batch = num(f, 'batch-size', 10_000);
+  const batch = num(f, 'batch-size', INGEST_BATCH_SIZE); // orders-ingest's, for its run and the ceiling's transactions alike
   const invalidRatio = num(f, 'invalid-ratio', 0);
   const seed = num(f, 'seed', 7);
   const insertRows = num(f, 'insert-rows', 1000);
