@@ -100,6 +100,8 @@ interface Flush {
 class Lane {
   pending = new Pending();
   inflight: Promise<FlushOutcome> | undefined;
+  /** The flush in flight is still being written (its promise has not settled). */
+  writing = false;
 }
 
 type FlushOutcome = { ok: true } | { ok: false; error: unknown; partitions: number[] };
@@ -108,8 +110,9 @@ type FlushOutcome = { ok: true } | { ok: false; error: unknown; partitions: numb
  * The runtime of one topology: it polls batches from the source topic, runs the plan's stages, and commits each
  * flush as one unit: (1) changelog entries of the state stores and records for topic sinks are produced and
  * acknowledged, (2) one Postgres transaction moves the source offsets (fenced), writes every Postgres sink and the
- * dead letters, and commits. While one flush is written the next batch is consumed and processed; at most one is
- * in flight, and that bound is the backpressure (the loop stops polling until the flush completes).
+ * dead letters, and commits. While one flush is written the next batch is consumed and processed, up to twice the
+ * batch size; at most one flush is in flight a lane, and that bound is the backpressure (past it the loop stops
+ * polling until the flush completes).
  * On a failed flush the affected partitions are rewound to the offsets in Postgres, the truth, and their state is
  * restored from the changelog as of those offsets, so whatever the failed transaction did, nothing is lost or
  * counted twice.
@@ -246,7 +249,10 @@ export class StreamTask {
         }
         for (const lane of this.lanes) {
           const p = lane.pending;
-          if (p.count >= o.batch.maxRecords || (p.count > 0 && Date.now() - p.startedAt >= o.batch.maxWaitMs)) await this.startFlush(lane);
+          const due = p.count >= o.batch.maxRecords || (p.count > 0 && Date.now() - p.startedAt >= o.batch.maxWaitMs);
+          // While the lane's last flush is still being written, reading goes on into the next batch, up to twice its
+          // size: waiting for that flush right away left Kafka and the stages idle ~a third of each flush.
+          if (due && !(lane.writing && p.count < 2 * o.batch.maxRecords)) await this.startFlush(lane);
         }
         if (this.idle()) break;
       }
@@ -437,7 +443,8 @@ export class StreamTask {
         closedThrough.set(m.partition, Math.min(closedThrough.get(m.partition) ?? Infinity, s.closedThrough(m.partition)));
       }
     }
-    lane.inflight = this.flush({ pending, offsets, changelog, closedThrough });
+    lane.writing = true;
+    lane.inflight = this.flush({ pending, offsets, changelog, closedThrough }).finally(() => { lane.writing = false; });
   }
 
   private async flush(f: Flush): Promise<FlushOutcome> {
