@@ -7,8 +7,9 @@ import { runTopology } from './lib/child.ts';
 import { benchEnv, fresh, log, machine } from './lib/env.ts';
 import { createOrdersTable } from './lib/orders.ts';
 import { fmtInt, fmtMb, printTable, writeBarChart, writeJson } from './lib/report.ts';
+import { INGEST_BATCH_SIZE } from '../topologies/orders-ingest.ts';
 
-export const latencyHelp = 'latency [--rate 20000] [--seconds 60 (--quick: 15)] [--warmup 5] [--partitions 6] [--batch-size 10000] [--batch-wait-ms 250] [--echo]';
+export const latencyHelp = 'latency [--rate 20000] [--seconds 60 (--quick: 15)] [--warmup 5] [--partitions 6] [--batch-size 20000] [--batch-wait-ms 250] [--echo]';
 
 /**
  * Produce-to-committed-row latency. Every order carries its produce time (ordered_at = the clock when it was
@@ -41,7 +42,7 @@ export async function latencyBench(argv: string[]): Promise<void> {
   const seconds = num(f, 'seconds', f.quick ? 15 : 60);
   const warmup = num(f, 'warmup', 5);
   const partitions = num(f, 'partitions', 6);
-  const batch = num(f, 'batch-size', 10_000);
+  const batch = num(f, 'batch-size', INGEST_BATCH_SIZE);
   const batchWait = num(f, 'batch-wait-ms', 250); // orders-ingest's default
   const env = await benchEnv();
   const topic = fresh('bench_latency');
