@@ -96,8 +96,8 @@ export class TimeWindowAggregate<K, V, A> extends WindowStage<K, V, A> {
       if (end + w.graceMs <= streamTime) continue; // this window has closed
       accepted = true;
       const storeKey = JSON.stringify([r.key, start]);
-      const agg = this.fns.add((store.get(storeKey) as A | undefined) ?? this.fns.init(), r.value, r.key as K);
-      store.put(storeKey, agg);
+      // add may change the aggregate in place: update copies the value before the batch first.
+      const agg = store.update(storeKey, (cur) => this.fns.add((cur as A | undefined) ?? this.fns.init(), r.value, r.key as K)) as A;
       if (this.emit === 'update') out.push(this.result(r, { key: r.key as K, start, end }, agg));
     }
     if (!accepted) ctx.late(r, this.name);
@@ -152,15 +152,20 @@ export class SessionWindowAggregate<K, V, A> extends WindowStage<K, V, A> {
     }
     let start = ts;
     let end = ts;
-    let agg: A | undefined;
     for (const [, s] of overlapping) {
       start = Math.min(start, s.start);
       end = Math.max(end, s.end);
-      agg = agg === undefined ? s.agg : this.fns.merge!(agg, s.agg, r.key as K);
     }
     if (end + gap + this.windows.graceMs <= streamTime) {
       ctx.late(r, this.name);
       return;
+    }
+    // merge and add may change an aggregate in place: only now, for a record that is not late, and after the values
+    // before the batch are copied (a late record merged first had changed a stored session for good).
+    let agg: A | undefined;
+    for (const [storeKey, s] of overlapping) {
+      store.touch(storeKey);
+      agg = agg === undefined ? s.agg : this.fns.merge!(agg, s.agg, r.key as K);
     }
     for (const [storeKey] of overlapping) store.delete(storeKey);
     const merged: Session<A> = { start, end, agg: this.fns.add(agg ?? this.fns.init(), r.value, r.key as K) };

@@ -23,8 +23,21 @@ export class StateStore<V> {
 
   constructor(readonly name: string, readonly partition: number) {}
 
+  /** The value, not to be changed in place (see update and touch). */
   get(key: string): V | undefined {
     return this.data.get(key);
+  }
+
+  /**
+   * Sets the key to fn(its value), which may change that value in place and return it: the value before the batch
+   * is copied first. (Copied in put, after an aggregate had changed it in place, the value before held the batch's
+   * first record for that key; a restore took it for an uncommitted batch and the replay counted it again.)
+   */
+  update(key: string, fn: (current: V | undefined) => V): V {
+    this.touch(key);
+    const next = fn(this.data.get(key));
+    this.data.set(key, next);
+    return next;
   }
 
   put(key: string, value: V): void {
@@ -45,8 +58,11 @@ export class StateStore<V> {
     return this.data.size;
   }
 
-  /** Aggregates may be changed in place, so the value before the batch is kept as a copy. */
-  private touch(key: string): void {
+  /**
+   * Keeps a copy of the key's value as it was at the last cut, once per cut: call it before changing a value from
+   * get() or entries() in place (update, put and delete call it themselves).
+   */
+  touch(key: string): void {
     if (!this.before.has(key)) {
       const v = this.data.get(key);
       this.before.set(key, v === undefined ? undefined : (structuredClone(v) as V));

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { db, dropAll, generatorReport, runTopology, startTopology, unique } from '../helpers/infra.ts';
+import { db, dropAll, generatorReport, runTopology, startTopology, unique, waitUntil } from '../helpers/infra.ts';
 
 /**
  * The check of the issue: for every closed window, orders_revenue_1m equals what Postgres computes from the
@@ -16,13 +16,16 @@ describe('orders-revenue on real Kafka and Postgres', () => {
   });
 
   it('killed with SIGKILL mid-window and restarted, it writes exactly the rows it would have written without the crash', async () => {
-    const gen = startTopology(['orders-generator', '--topic', topic, '--partitions', '3', '--count', '60000', '--rate', '3000',
+    const gen = startTopology(['orders-generator', '--topic', topic, '--partitions', '3', '--count', '90000', '--rate', '3000',
       '--event-time-start', '2026-01-01T00:00:00Z', '--event-time-step-ms', '5', '--out-of-order-ms', '3000', '--invalid-ratio', '0.01']);
     const fastGroup = ['--kafka', 'session.timeout.ms=6000', '--kafka', 'heartbeat.interval.ms=1000'];
     const revenueArgs = ['orders-revenue', '--topic', topic, '--table', revenue, '--group-id', group, '--partitions', '3', '--batch-size', '500', '--batch-wait-ms', '100', ...fastGroup];
     for (let kill = 0; kill < 3; kill++) {
       const run = startTopology(revenueArgs);
-      await new Promise((r) => setTimeout(r, 4000 + Math.random() * 3000));
+      // Killed only once it has partitions: a restarted member waits for the killed one's session to expire, and a
+      // fixed 4-7 s had the second and third kills land before any assignment (a soak found it), so only one counted.
+      await waitUntil('an assignment', async () => /assigned /.test(run.stderr()), 30_000);
+      await new Promise((r) => setTimeout(r, 1000 + Math.random() * 3000));
       run.child.kill('SIGKILL');
       await run.exited;
     }
