@@ -9,7 +9,7 @@ import { createOrdersTable } from './lib/orders.ts';
 import { fmtInt, fmtMb, printTable, writeBarChart, writeJson } from './lib/report.ts';
 import { INGEST_BATCH_SIZE } from '../topologies/orders-ingest.ts';
 
-export const latencyHelp = 'latency [--rate 20000] [--seconds 60 (--quick: 15)] [--warmup 5] [--partitions 6] [--batch-size 20000] [--batch-wait-ms 250] [--echo]';
+export const latencyHelp = 'latency [--rate 20000] [--seconds 60 (--quick: 15)] [--warmup 5] [--partitions 6] [--batch-size 10000] [--batch-wait-ms 250] [--echo]';
 
 /**
  * Produce-to-committed-row latency. Every order carries its produce time (ordered_at = the clock when it was

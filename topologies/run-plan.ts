@@ -10,7 +10,7 @@ import type { OptionSpec, OptionValues } from '../pipeline/config/options.ts';
 import type { TopologyContext } from '../pipeline/topology.ts';
 
 /** The flags every topology that consumes a topic into Postgres takes. */
-export const consumerOptions = (defaults: { group: string; batch: number }): OptionSpec[] => [
+export const consumerOptions = (defaults: { group: string; batch: number; lanes?: number }): OptionSpec[] => [
   { name: 'topic', type: 'string', default: 'orders', help: 'topic to produce to, or read from' },
   { name: 'partitions', type: 'int', min: 1, max: 1000, default: 6, help: 'partitions of the topic when it is created' },
   { name: 'dlq-topic', type: 'string', help: 'dead-letter topic (default: <topic>.dlq)' },
@@ -18,7 +18,7 @@ export const consumerOptions = (defaults: { group: string; batch: number }): Opt
   { name: 'batch-size', type: 'int', min: 1, max: 1_000_000, default: defaults.batch, help: 'records per flush (one transaction)' },
   { name: 'max-poll-records', type: 'int', min: 1, max: 100_000, default: MAX_POLL_RECORDS, help: 'records one poll takes from the consumer at most (Kafka Streams\' max.poll.records); a poll returns early at the end of the partitions' },
   { name: 'batch-wait-ms', type: 'int', min: 1, max: 600_000, default: 250, help: 'longest time a record waits for its flush' },
-  { name: 'sink-connections', type: 'int', min: 1, max: 16, default: 1, help: 'flushes written at once, each on its own connection for a disjoint set of partitions (helps when Postgres, not this process, is the bottleneck)' },
+  { name: 'sink-connections', type: 'int', min: 1, max: 16, default: defaults.lanes ?? 1, help: 'flushes written at once, each on its own connection for a disjoint set of partitions (helps when Postgres, not this process, is the bottleneck)' },
   { name: 'stop-when-idle', type: 'number', min: 0, help: 'exit 0 once everything read is committed and nothing new came for this many seconds' },
 ];
 
