@@ -1,5 +1,5 @@
 import { isMultipleOf } from '../schema/decimal.ts';
-import type { BytesCheck } from '../schema/format-bytes.ts';
+import { isDigit, type BytesCheck } from '../schema/format-bytes.ts';
 import type { CopyRowsBuilder } from '../sinks/copy-segment.ts';
 
 /**
@@ -102,7 +102,6 @@ const POW10 = Array.from({ length: 16 }, (_, k) => 10 ** k);
 
 /** JSON's whitespace: space, tab, newline, carriage return. */
 const isSpace = (c: number) => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
-const isDigit = (c: number) => c >= 0x30 && c <= 0x39;
 
 class FlatJsonRows implements JsonRows {
   /** Record number of the last read() in which each property was seen: a duplicate key gives up. */
@@ -130,10 +129,10 @@ class FlatJsonRows implements JsonRows {
       if (p < 0 || this.seen[p] === read) return false;
       this.seen[p] = read;
       expect = p + 1;
-      i = skip(b, i + 2 + this.properties[p].name.length, end);
+      const prop = this.properties[p];
+      i = skip(b, i + 2 + prop.name.length, end);
       if (i >= end || b[i] !== 0x3a) return false; // :
       i = skip(b, i + 1, end);
-      const prop = this.properties[p];
       i = prop.kind === Kind.String ? this.string(prop, b, i, end) : this.number(prop, b, i, end);
       if (i < 0) return false;
       i = skip(b, i, end);

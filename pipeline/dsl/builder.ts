@@ -53,9 +53,11 @@ export class StreamsBuilder {
       const schema = options.schema;
       add('parse-json', () => parseJson());
       const registry = options.registry;
-      if (!registry) this.root.valueSchema = schema.schema;
       if (registry) add(`validate (schema registry ${registry.url}, subject ${topic}-value)`, () => validateWithRegistry(schema, registry, topic));
-      else add(`validate (${options.schemaName ?? 'JSON Schema'})`, () => validate(schema));
+      else {
+        add(`validate (${options.schemaName ?? 'JSON Schema'})`, () => validate(schema));
+        this.root.valueSchema = schema.schema;
+      }
     }
     if (options.timestamp) {
       const extract = options.timestamp;

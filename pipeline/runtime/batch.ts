@@ -104,7 +104,7 @@ export function runBatch(executor: PlanExecutor, batch: PackedBatch, ctx: StageC
     r.src = i;
     return r;
   };
-  const direct = targets.size === 1 ? [...targets].find(([, t]) => t.direct) : undefined;
+  const direct = [...targets].find(([, t]) => t.direct); // the plan's only sink (copyTargets)
   if (direct) {
     const [name, target] = direct;
     const reader = target.direct!;
