@@ -8,6 +8,7 @@ import { fromEnv, helpText, parseArgs, type OptionSpec, type OptionValues, type 
 import { ConfigError, EnvironmentError, errorMessage } from '../errors.ts';
 import Kafka from 'node-rdkafka';
 import { checkKafkaConfig, kafkaConnection } from '../kafka/client-config.ts';
+import { checkFeatures } from '../kafka/features.ts';
 import { ensureInfrastructure } from '../local/index.ts';
 import { PipelineMetrics, serveMetrics } from '../metrics/registry.ts';
 import { closeDatabases, database, redactUrl } from '../postgres/db.ts';
@@ -81,6 +82,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${selected.map((t) => t.describe(valuesOf.get(t)!)).join('\n\n')}\n`);
     return 0;
   }
+  const kafkaUsers = selected.filter((t) => t.uses.kafka).map((t) => t.name);
+  if (kafkaUsers.length) checkFeatures(kafkaUsers, kafka);
 
   const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
   const needsPostgres = selected.some((t) => t.uses.postgres);

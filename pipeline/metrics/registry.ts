@@ -17,6 +17,7 @@ export class PipelineMetrics {
   readonly deadLettersPublished: Counter<'topic'>;
   readonly paused: Gauge<'topology'>;
   readonly lateRecords: Counter<'topology' | 'stage'>;
+  readonly sourceErrors: Counter<'topology' | 'topic' | 'reason'>;
 
   constructor(readonly registry: Registry) {
     const registers = [registry];
@@ -36,6 +37,10 @@ export class PipelineMetrics {
     this.consumerLag = new Gauge({ name: 'pipeline_consumer_lag', help: 'Messages between the consumer position and the high watermark (librdkafka statistics)', labelNames: ['topic', 'partition'], registers });
     this.deadLettersPublished = new Counter({ name: 'pipeline_dead_letters_published_total', help: 'Dead letters published from the Postgres outbox to Kafka', labelNames: ['topic'], registers });
     this.lateRecords = new Counter({ name: 'pipeline_window_late_records_total', help: 'Records dropped because their window had closed (end + grace <= stream time)', labelNames: ['topology', 'stage'], registers });
+    this.sourceErrors = new Counter({
+      name: 'pipeline_source_errors_total', help: 'Errors reading the source: batches that could not be decoded (unsupported-codec, corrupt, too-large) and fetch errors',
+      labelNames: ['topology', 'topic', 'reason'], registers,
+    });
     this.paused = new Gauge({ name: 'pipeline_consumer_paused', help: '1 while the consumer is paused by backpressure', labelNames: ['topology'], registers });
   }
 

@@ -1,6 +1,6 @@
 import { PlanExecutor } from '../dsl/executor.ts';
 import { changelogTopic, type PostgresAppendSinkSpec, type TopicSinkSpec, type TopologyPlan } from '../dsl/plan.ts';
-import { errorMessage } from '../errors.ts';
+import { errorMessage, PipelineError } from '../errors.ts';
 import { ensureTopics } from '../kafka/admin.ts';
 import type { KafkaConnection } from '../kafka/client-config.ts';
 import { KafkaProducer } from '../kafka/producer.ts';
@@ -13,7 +13,7 @@ import { deadLetterOf, type StageContext, type StreamRecord } from '../records.t
 import { filterSegment, type CopySegment } from '../sinks/copy-segment.ts';
 import { PostgresCopySink } from '../sinks/postgres-copy.ts';
 import { PostgresWindowSink } from '../sinks/postgres-windows.ts';
-import { KafkaSource } from '../sources/kafka-source.ts';
+import { KafkaSource, type PartitionError } from '../sources/kafka-source.ts';
 import { batchSize, recordOf, selectBatch, type PackedBatch } from '../sources/packed-batch.ts';
 import { readChangelog } from '../state/changelog.ts';
 import type { ChangelogEntry } from '../state/store.ts';
@@ -21,6 +21,7 @@ import { copyTargets, runBatch, type CopyTarget } from './batch.ts';
 import type { Progress } from './progress.ts';
 import { Aborted, retry, sleep, throttledLog } from './retry.ts';
 import { StageWorkers, type PlanRef, type WorkerCopyOutput, type WorkerResult } from './stage-workers.ts';
+import { UnreadablePartitions } from './unreadable.ts';
 
 /**
  * Records a poll takes at most by default. Kafka Streams' max.poll.records is 1,000; with packed reads a poll is cheap,
@@ -135,11 +136,22 @@ export class StreamTask {
   private readonly taken: Uint32Array[] = [];
   private readonly takenCount: number[] = [];
   private readonly lanes: Lane[];
+  /** Partitions held at a batch that could not be read: nothing at or after it is taken. */
+  private readonly unreadable = new UnreadablePartitions();
+  private readonly unreadableLog: (line: string) => void;
   private lastActivity = Date.now();
   private connectedAt = 0;
   private assignedOnce = false;
+  /** Idle checks that found a partition behind its high watermark with nothing held: one more idle period is given. */
+  private behindChecks = 0;
+  private leftBehind: string[] = [];
   private readonly ctx: StageContext;
-  ready = false;
+  private connected = false;
+
+  /** Connected, and no assigned partition is held at a batch it cannot read (/readyz). */
+  get ready(): boolean {
+    return this.connected && this.unreadable.size === 0;
+  }
 
   constructor(private readonly o: StreamTaskOptions) {
     this.executor = new PlanExecutor(o.plan);
@@ -177,6 +189,7 @@ export class StreamTask {
     };
     const kafkaLog = throttledLog(o.log);
     this.source.onError = (err) => kafkaLog(`kafka: ${errorMessage(err)}`);
+    this.unreadableLog = throttledLog(o.log);
     if ((o.stageThreads ?? 0) > 0) {
       if (!o.planRef) throw new Error('stage threads need a planRef to build the plan in each worker');
       if (this.executor.stateful.length || this.copyTargets.size !== this.executor.sinks.length) {
@@ -220,14 +233,16 @@ export class StreamTask {
       throw err;
     }
     if ((o.stageThreads ?? 0) > 0) this.workers = new StageWorkers(o.stageThreads!, o.planRef!, o.directJson);
-    this.ready = true;
+    this.connected = true;
     this.connectedAt = this.lastActivity = Date.now();
     o.relay.start();
     o.progress.start();
     try {
       while (!o.signal.aborted) {
         let batch: PackedBatch | undefined;
+        let errors: PartitionError[] = [];
         try {
+          if (this.unreadable.size) await this.retryUnreadable();
           const polled = await this.source.poll(o.maxPollRecords ?? MAX_POLL_RECORDS);
           if (batchSize(polled.batch)) {
             batch = polled.batch;
@@ -236,6 +251,8 @@ export class StreamTask {
           if (polled.straddled && batch) {
             await this.refetch(batch);
             batch = undefined;
+          } else {
+            errors = polled.errors;
           }
         } catch (err) {
           o.log(`poll: ${errorMessage(err)}`);
@@ -244,7 +261,9 @@ export class StreamTask {
         if (batch) {
           this.lastActivity = Date.now();
           await this.accept(batch);
-        } else if (this.lanes.every((l) => l.pending.count === 0)) {
+        }
+        if (errors.length) await this.onPartitionErrors(errors, !batch);
+        if (!batch && this.lanes.every((l) => l.pending.count === 0)) {
           for (const lane of this.lanes) await this.settle(lane); // nothing to overlap the flushes in flight with
         }
         for (const lane of this.lanes) {
@@ -254,7 +273,7 @@ export class StreamTask {
           // size: waiting for that flush right away left Kafka and the stages idle ~a third of each flush.
           if (due && !(lane.writing && p.count < 2 * o.batch.maxRecords)) await this.startFlush(lane);
         }
-        if (this.idle()) break;
+        if (this.idle() && await this.caughtUp()) break;
       }
       for (const lane of this.lanes) await this.settle(lane);
       for (const lane of this.lanes) if (lane.pending.count) await this.startFlush(lane);
@@ -262,12 +281,78 @@ export class StreamTask {
     } catch (err) {
       if (!(err instanceof Aborted)) throw err;
     } finally {
+      this.connected = false;
       o.progress.stop();
       await o.relay.stop();
       await this.source.disconnect();
       await this.producer?.disconnect();
       await this.workers?.close();
     }
+    if (this.leftBehind.length) {
+      throw new PipelineError('SOURCE_BEHIND', `stopped when idle with records left behind in ${o.plan.topic}: ${this.leftBehind.join('; ')}`);
+    }
+  }
+
+  /**
+   * Errors of partitions in a poll, after its messages were taken. A batch that could not be read holds its
+   * partition there (UnreadablePartitions); other errors are logged. Every one is counted by reason.
+   */
+  private async onPartitionErrors(errors: PartitionError[], nothingRead: boolean): Promise<void> {
+    const { o } = this;
+    for (const e of errors) {
+      const seen = e.topic === o.plan.topic && e.partition >= 0 ? this.lastSeen.get(e.partition) : undefined;
+      const held = seen === undefined ? undefined : this.unreadable.hold(e, seen + 1);
+      o.metrics.sourceErrors.inc({ topology: o.topology, topic: e.topic || o.plan.topic, reason: held?.reason ?? 'fetch' });
+      if (!held) {
+        this.unreadableLog(`kafka: ${e.topic ? `${e.topic}[${e.partition}]: ` : ''}${e.message}`);
+        continue;
+      }
+      this.source.pause([e.partition]);
+      this.unreadableLog(`cannot read ${o.plan.topic}[${e.partition}] at offset ${held.offset} (${held.reason}): ${e.message}; `
+        + `nothing from there on is taken, trying again every ${this.unreadable.retryMs / 1000} s`);
+    }
+    if (nothingRead && !this.unreadable.size) await sleep(500, o.signal);
+  }
+
+  /** Seeks each held partition whose time has come back to its batch and resumes it, to read it again. */
+  private async retryUnreadable(): Promise<void> {
+    for (const [p, u] of this.unreadable.due()) {
+      if (!this.lastSeen.has(p)) continue;
+      await retry(`seeking ${this.o.plan.topic}[${p}] to ${u.offset}`, () => this.source.seek(p, u.offset), this.o.log, this.o.signal);
+      this.source.resume([p]);
+    }
+  }
+
+  /**
+   * Whether an idle instance may stop: every assigned partition is committed up to its high watermark. A partition
+   * held at a batch it cannot read, or still behind after one more idle period, is left behind: the run then
+   * ends with an error naming it, never with exit 0.
+   */
+  private async caughtUp(): Promise<boolean> {
+    const behind: string[] = [];
+    for (const p of [...this.committed.keys()].sort((a, b) => a - b)) {
+      const held = this.unreadable.get(p);
+      if (held) {
+        behind.push(`partition ${p} at offset ${held.offset} (${held.reason}: ${held.message})`);
+        continue;
+      }
+      let w: { low: number; high: number };
+      try {
+        w = await this.source.watermarks(p);
+      } catch (err) {
+        behind.push(`partition ${p}: its high watermark cannot be read (${errorMessage(err)})`);
+        continue;
+      }
+      const next = Math.max(this.committed.get(p) ?? -1, w.low);
+      if (next < w.high) behind.push(`partition ${p} at offset ${next} of ${w.high}`);
+    }
+    if (!behind.length) return true;
+    if (this.unreadable.size || ++this.behindChecks > 1) {
+      this.leftBehind = behind;
+      return true;
+    }
+    this.lastActivity = Date.now(); // records may still be on their way: one more idle period
+    return false;
   }
 
   /**
@@ -342,6 +427,7 @@ export class StreamTask {
       for (j = i + 1; j < n && batch.partitions[j] === partition; ) j++;
       let seen = this.lastSeen.get(partition);
       if (seen === undefined) continue; // not ours (any more)
+      const limit = this.unreadable.size ? this.unreadable.limit(partition) : Infinity;
       const lane = partition % lanes;
       const pending = this.lanes[lane].pending;
       const out = this.taken[lane];
@@ -349,7 +435,7 @@ export class StreamTask {
       let k = before;
       for (let m = i; m < j; m++) {
         const offset = batch.offsets[m];
-        if (offset <= seen) continue;
+        if (offset <= seen || offset >= limit) continue;
         seen = offset;
         if (pending.count === 0) pending.startedAt = Date.now();
         pending.count++;
@@ -515,6 +601,8 @@ export class StreamTask {
     const owned = partitions.filter((p) => this.committed.has(p));
     await this.drain();
     for (const lane of this.lanes) lane.pending.dropPartitions(new Set(partitions));
+    // Read again from what Postgres holds: a batch that could not be read is met again on the way.
+    this.source.resume(this.unreadable.release(owned));
     if (!owned.length) return;
     const stored = await retry('reading offsets from Postgres', () => loadOffsets(o.db, o.groupId, o.plan.topic, owned), o.log, o.signal);
     await this.restoreState(owned, stored);
@@ -559,6 +647,7 @@ export class StreamTask {
     for (const lane of this.lanes) if (lane.inflight) await lane.inflight;
     await this.drain();
     for (const lane of this.lanes) lane.pending.dropPartitions(new Set(partitions));
+    this.unreadable.release(partitions);
     for (const p of partitions) {
       this.committed.delete(p);
       this.lastSeen.delete(p);

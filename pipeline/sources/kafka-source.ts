@@ -15,10 +15,23 @@ const ASSIGN = Kafka.CODES.ERRORS.ERR__ASSIGN_PARTITIONS;
 const CONSUME_TIMEOUT_MS = 100;
 const OFFSET_BEGINNING = -2;
 
+/**
+ * An error of one partition that librdkafka hands over in place of its messages: a batch it could not decode (a codec
+ * the build lacks, a corrupt batch), a message too large for the fetch limits, a fetch error. partition is -1 and
+ * offset negative when it is not about one partition or position.
+ */
+export interface PartitionError {
+  topic: string;
+  partition: number;
+  offset: number;
+  code: number;
+  message: string;
+}
+
 /** What patches/node-rdkafka-packed.patch adds to the binding's KafkaConsumer. */
 interface NativeConsumer {
   consumePacked(timeoutMs: number, max: number, cb: (err: Kafka.LibrdKafkaError | null, buffer?: ArrayBuffer, n?: number, valueBytes?: number,
-    keyBytes?: number, topic?: string, headers?: (Headers | undefined)[]) => void): void;
+    keyBytes?: number, topic?: string, headers?: (Headers | undefined)[], errors?: PartitionError[]) => void): void;
 }
 
 /**
@@ -96,13 +109,21 @@ export class KafkaSource {
    * changed while the poll ran: node-rdkafka's consume runs in a worker thread, so such a poll can hold messages
    * fetched before the change (for partitions revoked, or fetched ahead of the position a new owner starts from) next
    * to messages fetched after it. The caller must not take them as they are (see StreamTask.accept).
+   * `errors` come after the messages: librdkafka goes on past a batch it could not decode, so the caller must stop
+   * taking that partition's messages at the error's offset.
    */
-  poll(max: number, waitMs = CONSUME_TIMEOUT_MS): Promise<{ batch: PackedBatch; straddled: boolean }> {
+  poll(max: number, waitMs = CONSUME_TIMEOUT_MS): Promise<{ batch: PackedBatch; straddled: boolean; errors: PartitionError[] }> {
     const epoch = this.epoch;
-    return new Promise((resolve, reject) => this.native.consumePacked(waitMs, max, (err, buffer, n, valueBytes, keyBytes, topic, headers) => {
+    return new Promise((resolve, reject) => this.native.consumePacked(waitMs, max, (err, buffer, n, valueBytes, keyBytes, topic, headers, errors) => {
       if (err) reject(new PipelineError('KAFKA_CONSUME', `consume: ${err.message}`, { retriable: true, cause: err }));
-      else resolve({ batch: unpackNative(buffer!, n!, valueBytes!, keyBytes!, topic!, headers), straddled: epoch !== this.epoch || this.changing });
+      else resolve({ batch: unpackNative(buffer!, n!, valueBytes!, keyBytes!, topic!, headers), straddled: epoch !== this.epoch || this.changing, errors: errors ?? [] });
     }));
+  }
+
+  /** The partition's low and high watermarks, as the broker has them now. */
+  watermarks(partition: number, timeoutMs = 10_000): Promise<{ low: number; high: number }> {
+    return new Promise((resolve, reject) => this.consumer.queryWatermarkOffsets(this.topic, partition, timeoutMs, (err, w) =>
+      (err ? reject(err) : resolve({ low: w.lowOffset, high: w.highOffset }))));
   }
 
   /**
