@@ -12,8 +12,8 @@ import { commandExists, portOpen, readPid, spawnDetached, stopPid, waitFor } fro
  * kafka-storage.sh and kafka-server-start.sh would run them.
  */
 const dir = path.join(localRoot, 'kafka');
-const libs = path.join(dir, 'libs', KAFKA_VERSION);
-const dataDir = path.join(dir, 'data');
+export const kafkaLibs = path.join(dir, 'libs', KAFKA_VERSION);
+export const kafkaDataDir = path.join(dir, 'data');
 const pidFile = path.join(dir, 'broker.pid');
 export const kafkaLogFile = path.join(dir, 'broker.log');
 
@@ -38,7 +38,7 @@ advertised.listeners=PLAINTEXT://127.0.0.1:${LOCAL_KAFKA_PORT}
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
-log.dirs=${dataDir}
+log.dirs=${kafkaDataDir}
 num.partitions=6
 offsets.topic.replication.factor=1
 offsets.topic.num.partitions=10
@@ -67,27 +67,27 @@ function checkTools(): void {
   if (!commandExists('java')) {
     throw new EnvironmentError('Java 17+ is needed for the embedded Kafka broker: install it (apt-get install openjdk-17-jre-headless) or set KAFKA_BROKERS to a running cluster');
   }
-  if (!fs.existsSync(path.join(libs, '.complete')) && !commandExists('mvn')) {
+  if (!fs.existsSync(path.join(kafkaLibs, '.complete')) && !commandExists('mvn')) {
     throw new EnvironmentError('Maven is needed once to fetch the Kafka broker from Maven Central: install it (apt-get install maven) or set KAFKA_BROKERS to a running cluster');
   }
 }
 
 /** Resolves the broker's jars with Maven into the cache folder, once. */
 function fetchBroker(log: (line: string) => void): void {
-  if (fs.existsSync(path.join(libs, '.complete'))) return;
-  log(`fetching Apache Kafka ${KAFKA_VERSION} from Maven Central into ${libs} (once)`);
-  fs.mkdirSync(libs, { recursive: true });
+  if (fs.existsSync(path.join(kafkaLibs, '.complete'))) return;
+  log(`fetching Apache Kafka ${KAFKA_VERSION} from Maven Central into ${kafkaLibs} (once)`);
+  fs.mkdirSync(kafkaLibs, { recursive: true });
   fs.writeFileSync(path.join(dir, 'pom.xml'), pom);
   const res = spawnSync('mvn', ['-q', '-B', '-f', path.join(dir, 'pom.xml'), 'dependency:copy-dependencies',
-    `-DoutputDirectory=${libs}`, '-DincludeScope=runtime'], { encoding: 'utf8' });
+    `-DoutputDirectory=${kafkaLibs}`, '-DincludeScope=runtime'], { encoding: 'utf8' });
   if (res.status !== 0) {
     throw new EnvironmentError(`Maven could not fetch org.apache.kafka:kafka_2.13:${KAFKA_VERSION}: ${(res.stdout + res.stderr).trim().split('\n').slice(-3).join(' ')}`);
   }
-  fs.writeFileSync(path.join(libs, '.complete'), new Date().toISOString());
+  fs.writeFileSync(path.join(kafkaLibs, '.complete'), new Date().toISOString());
 }
 
 function java(args: string[]): string[] {
-  return [`-Dlog4j2.configurationFile=${path.join(dir, 'log4j2.properties')}`, '-cp', `${libs}/*`, ...args];
+  return [`-Dlog4j2.configurationFile=${path.join(dir, 'log4j2.properties')}`, '-cp', `${kafkaLibs}/*`, ...args];
 }
 
 export async function kafkaStatus(): Promise<{ running: boolean; pid?: number; port: number }> {
@@ -110,7 +110,7 @@ export async function startKafka(log: (line: string) => void): Promise<void> {
   const props = path.join(dir, 'server.properties');
   fs.writeFileSync(props, serverProperties());
   fs.writeFileSync(path.join(dir, 'log4j2.properties'), log4j);
-  if (!fs.existsSync(path.join(dataDir, 'meta.properties'))) {
+  if (!fs.existsSync(path.join(kafkaDataDir, 'meta.properties'))) {
     // KRaft storage is formatted once with a fresh cluster id, like `kafka-storage.sh format --standalone`.
     const clusterId = crypto.randomBytes(16).toString('base64url').slice(0, 22);
     const res = spawnSync('java', java(['kafka.tools.StorageTool', 'format', '--standalone', '-t', clusterId, '-c', props]), { encoding: 'utf8' });
