@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import { ensureTopics, topicName } from '../pipeline/kafka/admin.ts';
 import { KafkaProducer } from '../pipeline/kafka/producer.ts';
 import { Progress } from '../pipeline/runtime/progress.ts';
-import { retry, sleep } from '../pipeline/runtime/retry.ts';
+import { Aborted, retry, sleep } from '../pipeline/runtime/retry.ts';
 import { registryFromEnv, valueSerializer } from '../pipeline/schema/registry.ts';
 import { orderSchema } from '../pipeline/schema/validator.ts';
 import type { Topology } from '../pipeline/topology.ts';
@@ -11,6 +11,24 @@ import { ConfigError } from '../pipeline/errors.ts';
 import { invalidKindOf, OrderBatches, type OrderBatch } from './order-batches.ts';
 
 export { INVALID_KINDS, OrderFactory, prng, UuidV7, type EventTimeOptions, type GeneratedOrder, type InvalidKind } from './order-factory.ts';
+
+/** --value-schema: a JSON Schema file, read and parsed at start. */
+function valueSchemaOf(v: Record<string, unknown>): object {
+  const file = v['value-schema'] as string;
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`--value-schema: cannot read ${file}: ${(err as Error).message}`);
+  }
+  try {
+    const schema = JSON.parse(text) as unknown;
+    if (typeof schema !== 'object' || schema === null || Array.isArray(schema)) throw new Error('not a JSON object');
+    return schema;
+  } catch (err) {
+    throw new ConfigError(`--value-schema: ${file} is not a JSON Schema: ${(err as Error).message}`);
+  }
+}
 
 export const ordersGenerator: Topology = {
   name: 'orders-generator',
@@ -28,6 +46,7 @@ export const ordersGenerator: Topology = {
     { name: 'out-of-order-ms', type: 'int', min: 0, default: 0, help: 'jitter each event time back by up to this many ms' },
     { name: 'late-ratio', type: 'number', min: 0, max: 1, default: 0, help: 'share of orders older than their window plus grace (late records)' },
     { name: 'late-by-ms', type: 'int', min: 1, default: 120_000, help: 'how far back a late order is pushed' },
+    { name: 'value-schema', type: 'string', help: 'JSON Schema file registered as <topic>-value when SCHEMA_REGISTRY_URL is set (default: schemas/order.schema.json); a new version, such as one with another optional property' },
     { name: 'report', type: 'string', help: 'write the keys (order ids) of the valid and invalid records sent to this JSON file at the end, for checks by id' },
   ],
   validate(v) {
@@ -35,6 +54,7 @@ export const ordersGenerator: Topology = {
       throw new ConfigError(`--event-time-start: expected an ISO 8601 time such as 2026-01-01T00:00:00Z, got "${v['event-time-start']}"`);
     }
     topicName(v.topic as string);
+    if (v['value-schema'] !== undefined) valueSchemaOf(v);
   },
   describe(v) {
     return [
@@ -51,7 +71,10 @@ export const ordersGenerator: Topology = {
     await retry('creating topics', () => ensureTopics(ctx.kafka, [{ name: topic, partitions: v.partitions as number }]), ctx.log, ctx.signal).catch(() => undefined);
     if (ctx.signal.aborted) return;
     // With SCHEMA_REGISTRY_URL: the order schema registered as <topic>-value, every value in the Confluent wire format.
-    const serializer = await retry('registering the order schema', () => valueSerializer(topic, orderSchema(), registryFromEnv()), ctx.log, ctx.signal).catch(() => undefined);
+    // A schema the registry refuses (incompatible with the subject's versions) stops the generator before it sends.
+    const schema = v['value-schema'] === undefined ? orderSchema() : valueSchemaOf(v);
+    const serializer = await retry('registering the order schema', () => valueSerializer(topic, schema, registryFromEnv()), ctx.log, ctx.signal)
+      .catch((err: unknown) => { if (err instanceof Aborted) return undefined; throw err; });
     if (!serializer) return;
     const producer = new KafkaProducer(ctx.kafka, { 'client.id': 'orders-generator' });
     await retry('connecting to Kafka', () => producer.connect(), ctx.log, ctx.signal).catch(() => undefined);

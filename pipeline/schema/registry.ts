@@ -22,8 +22,8 @@ type AjvLike = NonNullable<RegistryOptions[SchemaType.JSON]>;
 /**
  * The registry through @kafkajs/confluent-schema-registry (its REST client, retries and per-id cache), with the
  * schemas compiled by this project's ajv (draft 2020-12, exact decimal multipleOf) instead of the library's own.
- * A fetched schema is compiled without its $id: the registry id is its identity, and two versions of one schema
- * usually share a $id.
+ * A fetched schema is compiled without its $id (the registry id is its identity, and two versions of one schema
+ * usually share a $id) and without its $schema: it is read as draft 2020-12, the dialect of this project's schemas.
  */
 export class SchemaRegistryClient {
   private readonly registry: SchemaRegistry;
@@ -33,7 +33,7 @@ export class SchemaRegistryClient {
     const ajvInstance = {
       addSchema: () => { throw new PipelineError('SCHEMA_REFERENCES', 'JSON schemas with references are not supported'); },
       compile: (schema: Record<string, unknown>) => {
-        const { $id: _, ...rest } = schema;
+        const { $id: _, $schema: __, ...rest } = schema;
         const validate = compileSchema<unknown>(rest);
         // The library reads ajv's `errors`; ours are already a readable sentence.
         const fn = (value: unknown) => validate(value);
@@ -45,10 +45,16 @@ export class SchemaRegistryClient {
       { [SchemaType.JSON]: { ajvInstance: ajvInstance as unknown as AjvLike['ajvInstance'] } });
   }
 
-  /** Registers (or finds, when the same schema is already there) the JSON Schema under the subject; its id. */
+  /**
+   * Registers (or finds, when the same schema is already there) the JSON Schema under the subject; its id. The
+   * schema goes without its `$schema`: registries check compatibility with JSON Schema engines of their own, and
+   * Apicurio 2.6's knows drafts 4 to 7 only (a 2020-12 schema under a compatibility rule fails with "could not
+   * determine version"). The consumer validates a fetched schema as draft 2020-12 whatever it says (validator()).
+   */
   async register(subject: string, schema: object): Promise<number> {
+    const { $schema: _, ...registered } = schema as Record<string, unknown>;
     try {
-      const { id } = await this.registry.register({ type: SchemaType.JSON, schema: JSON.stringify(schema) }, { subject });
+      const { id } = await this.registry.register({ type: SchemaType.JSON, schema: JSON.stringify(registered) }, { subject });
       return id;
     } catch (err) {
       throw registryError(`registering the schema under ${subject} at ${this.url}`, err);
@@ -59,10 +65,11 @@ export class SchemaRegistryClient {
   latestId(subject: string): Promise<number | undefined> {
     let p = this.latest.get(subject);
     if (!p) {
-      p = this.registry.getLatestSchemaId(subject).catch((err: unknown) => {
-        if (status(err) === 404) return undefined;
+      p = this.registry.getLatestSchemaId(subject).catch(async (err: unknown) => {
+        const what = `fetching the latest schema of ${subject} from ${this.url}`;
+        if (status(err) === 404 && await this.confirm404(`/subjects/${encodeURIComponent(subject)}/versions/latest`, [40401, 40402], what)) return undefined;
         this.latest.delete(subject);
-        throw registryError(`fetching the latest schema of ${subject} from ${this.url}`, err);
+        throw registryError(what, err);
       });
       this.latest.set(subject, p);
     }
@@ -78,8 +85,9 @@ export class SchemaRegistryClient {
     try {
       schema = (await this.registry.getSchema(id)) as unknown as JsonSchemaInstance;
     } catch (err) {
-      if (status(err) === 404) throw new UnknownSchemaError(id);
-      throw registryError(`fetching schema ${id} from ${this.url}`, err);
+      const what = `fetching schema ${id} from ${this.url}`;
+      if (status(err) === 404 && await this.confirm404(`/schemas/ids/${id}`, [40403], what)) throw new UnknownSchemaError(id);
+      throw registryError(what, err);
     }
     let message = '';
     const validate = ((value: unknown) => {
@@ -88,6 +96,25 @@ export class SchemaRegistryClient {
     }) as Validator<unknown>;
     validate.errorText = () => message || 'invalid';
     return validate;
+  }
+
+  /**
+   * A 404 means "no such schema" only with the registry's own error_code in the body (Confluent's API, which Apicurio
+   * and Karapace serve too): the client library keeps only the status, so the path is asked again for the body. Any
+   * other 404 is a URL that is not a registry's API, which no record is to blame for: that throws.
+   */
+  private async confirm404(path: string, codes: number[], what: string): Promise<boolean> {
+    let code: unknown;
+    try {
+      const res = await fetch(`${this.url}${path}`, { headers: { accept: 'application/vnd.schemaregistry.v1+json' }, signal: AbortSignal.timeout(10_000) });
+      if (res.status !== 404) return false;
+      code = ((await res.json()) as { error_code?: unknown }).error_code;
+    } catch {
+      return false;
+    }
+    if (typeof code === 'number' && codes.includes(code)) return true;
+    throw new PipelineError('SCHEMA_REGISTRY', `${what} failed: HTTP 404 without a registry error code (${codes.join(' or ')}): `
+      + `is ${REGISTRY_ENV} the registry's Confluent-compatible API? (for Apicurio it ends in /apis/ccompat/v7)`);
   }
 }
 
@@ -104,6 +131,10 @@ function status(err: unknown): number | undefined {
 
 function registryError(what: string, err: unknown): PipelineError {
   const s = status(err);
+  if (s === 409) {
+    return new PipelineError('SCHEMA_INCOMPATIBLE', `${what}: the registry refused it as incompatible with the subject's earlier versions `
+      + `under its compatibility level (HTTP 409: ${errorMessage(err).replace(/^[^-]*- /, '')})`, { cause: err });
+  }
   // 4xx other than 408/429 is the registry refusing (bad schema, incompatible): waiting does not help. The HTTP
   // client reports a refused or broken connection as status 400 too, so those are told apart by their message.
   const network = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|socket hang up|timeout/i.test(errorMessage(err));

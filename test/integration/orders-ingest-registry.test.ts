@@ -2,21 +2,21 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { orderSchema, type Order } from '../../pipeline/schema/validator.ts';
 import { encodeWireFormat } from '../../pipeline/schema/wire-format.ts';
-import { startRegistryStub } from '../helpers/schema-registry.ts';
+import { startRegistry } from '../helpers/schema-registry.ts';
 import { createTopic, db, dropAll, header, produce, readTopic, runTopology, unique } from '../helpers/infra.ts';
 
-describe('orders-ingest with a schema registry (a stub of the documented REST API)', () => {
+describe('orders-ingest with a schema registry (the real one)', () => {
   const topic = unique('orders');
   const table = unique('orders_data');
   const group = unique('ingest');
   after(() => dropAll([topic, `${topic}.dlq`], [table], [group]));
 
   it('validates each message against the schema its id names, and dead-letters unknown ids', async () => {
-    const registry = await startRegistryStub();
+    const registry = await startRegistry();
     try {
       // Another producer registered a stricter version of the order schema: at most 5 items an order.
       const strict = { ...orderSchema(), $id: undefined, properties: { ...(orderSchema() as { properties: object }).properties, quantity: { type: 'integer', minimum: 1, maximum: 5 } } };
-      const strictId = registry.add(`${topic}-value`, strict);
+      const strictId = await registry.register(`${topic}-value`, strict);
       const order = (quantity: number): Order => ({
         order_id: randomUUID(), order_number: 1, product: 'Lamp', quantity, price: 1.5, ordered_at: '2026-11-28T10:00:00Z',
       });
@@ -27,7 +27,7 @@ describe('orders-ingest with a schema registry (a stub of the documented REST AP
       await produce([
         { topic, key: 'ok', value: encodeWireFormat(strictId, Buffer.from(JSON.stringify(ok))) },
         { topic, key: 'too-many', value: encodeWireFormat(strictId, Buffer.from(JSON.stringify(tooMany))) },
-        { topic, key: 'unknown-id', value: encodeWireFormat(999, Buffer.from(JSON.stringify(unknownId))) },
+        { topic, key: 'unknown-id', value: encodeWireFormat(2_000_000_000, Buffer.from(JSON.stringify(unknownId))) },
       ]);
       const r = await runTopology(['orders-ingest', '--topic', topic, '--table', table, '--group-id', group, '--partitions', '1', '--stop-when-idle', '2'],
         { SCHEMA_REGISTRY_URL: registry.url });
