@@ -10,6 +10,12 @@ export interface TopologyContext {
   metrics: PipelineMetrics;
   log(line: string): void;
   signal: AbortSignal;
+  /**
+   * Aborted before `signal` when this process also runs the producers of a topic this topology reads, once they have
+   * stopped: read on to the end of what they wrote (the high watermarks now), commit, then stop, within a few
+   * seconds. A topology that cannot drain stops at `signal`.
+   */
+  drain: AbortSignal;
   /** The topology reports readiness here (/readyz): connected to what it needs. */
   setReady(ready: boolean): void;
 }
@@ -19,6 +25,8 @@ export interface Topology {
   description: string;
   options: OptionSpec[];
   uses: { kafka: boolean; postgres: boolean };
+  /** The Kafka topics it reads and writes with these values: on shutdown, writers of a topic stop before its readers. */
+  topics(values: OptionValues): { reads: string[]; writes: string[] };
   /** Checks the values beyond what the option specs say (names that reach SQL or Kafka); throws ConfigError. */
   validate?(values: OptionValues): void;
   /** Sources, stages, sinks, topics and tables, as text. */

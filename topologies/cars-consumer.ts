@@ -30,6 +30,7 @@ export const carsConsumer: Topology = {
     { name: 'max', type: 'int', min: 1, help: 'stop after printing this many cars (default: run until Ctrl-C)' },
     { name: 'output', type: 'string', choices: ['text', 'json'], default: 'text', help: 'line format: text (Car(id=..., ...)) or json' },
   ],
+  topics: (v) => ({ reads: [v.topic as string], writes: [] }),
   validate(v) {
     topicName(v.topic as string);
   },

@@ -45,6 +45,7 @@ export const carsProducer: Topology = {
     { name: 'topic', type: 'string', default: 'cars', help: 'topic to produce to, or read from' },
     { name: 'partitions', type: 'int', min: 1, max: 1000, default: 3, help: 'partitions of the topic when it is created' },
   ],
+  topics: (v) => ({ reads: [], writes: [v.topic as string] }),
   validate(v) {
     topicName(v.topic as string);
   },

@@ -98,6 +98,7 @@ export const ordersFile: Topology = {
     { name: 'batch-size', type: 'int', min: 1, max: 1_000_000, default: 10_000, help: 'records per flush (one transaction)' },
     { name: 'batch-wait-ms', type: 'int', min: 1, max: 600_000, default: 500, help: 'longest time a record waits for its flush' },
   ],
+  topics: (v) => ({ reads: [], writes: v['to-topic'] ? [v.topic as string, (v['dlq-topic'] as string | undefined) ?? `${v.topic as string}.dlq`] : [] }),
   validate(v) {
     const file = v.file as string | undefined;
     if (file === undefined) throw new ConfigError('orders-file needs --file <path to a .csv or .ndjson file>');

@@ -49,6 +49,7 @@ export const ordersGenerator: Topology = {
     { name: 'value-schema', type: 'string', help: 'JSON Schema file registered as <topic>-value when SCHEMA_REGISTRY_URL is set (default: schemas/order.schema.json); a new version, such as one with another optional property' },
     { name: 'report', type: 'string', help: 'write the keys (order ids) of the valid and invalid records sent to this JSON file at the end, for checks by id' },
   ],
+  topics: (v) => ({ reads: [], writes: [v.topic as string] }),
   validate(v) {
     if (v['event-time-start'] !== undefined && !Number.isFinite(Date.parse(v['event-time-start'] as string))) {
       throw new ConfigError(`--event-time-start: expected an ISO 8601 time such as 2026-01-01T00:00:00Z, got "${v['event-time-start']}"`);

@@ -1,6 +1,6 @@
 import type { Topology } from '../pipeline/topology.ts';
 import { ordersIngestPlan } from './orders-ingest-plan.ts';
-import { consumerOptions, describePlan, genericJsonOption, runPlan, stageThreadsOption, validateNames } from './run-plan.ts';
+import { consumerOptions, describePlan, dlqTopicOf, genericJsonOption, runPlan, stageThreadsOption, validateNames } from './run-plan.ts';
 
 export { ORDER_COLUMNS, orderRow, ORDERS_TABLE_SQL, ordersIngestPlan } from './orders-ingest-plan.ts';
 
@@ -25,6 +25,7 @@ export const ordersIngest: Topology = {
     { name: 'table', type: 'string', default: 'orders_data', help: 'Postgres table the orders go to' },
   ],
   validate: validateNames,
+  topics: (v) => ({ reads: [v.topic as string], writes: [dlqTopicOf(v)] }),
   describe: (v) => describePlan(ordersIngestPlan(v.topic as string, v.table as string), v),
   run: (ctx, v) => runPlan('orders-ingest', ordersIngestPlan(v.topic as string, v.table as string), ctx, v,
     { module: new URL('./orders-ingest-plan.ts', import.meta.url).href, export: 'ordersIngestPlan', args: [v.topic, v.table] }),

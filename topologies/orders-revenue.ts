@@ -5,7 +5,7 @@ import { validateOrder, type Order } from '../pipeline/schema/validator.ts';
 import type { Topology } from '../pipeline/topology.ts';
 import { registryFromEnv } from '../pipeline/schema/registry.ts';
 import { TimeWindows } from '../pipeline/windows/windows.ts';
-import { consumerOptions, describePlan, runPlan, validateNames } from './run-plan.ts';
+import { consumerOptions, describePlan, dlqTopicOf, runPlan, validateNames } from './run-plan.ts';
 
 /** Money in integer cents: a price has at most two decimals (the schema decides that exactly), so this is exact. */
 export const toCents = (price: number): number => Math.round(price * 100);
@@ -71,6 +71,7 @@ export const ordersRevenue: Topology = {
     { name: 'table', type: 'string', default: 'orders_revenue_1m', help: 'Postgres table the window results go to' },
     { name: 'grace', type: 'number', min: 0, default: 10, help: 'grace period in seconds: how late a record may come for its window' },
   ],
+  topics: (v) => ({ reads: [v.topic as string], writes: [dlqTopicOf(v)] }),
   validate(v) {
     validateNames(v);
     tableName(`${v.table as string}_partials`);

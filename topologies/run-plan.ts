@@ -80,6 +80,7 @@ export async function runPlan(name: string, plan: TopologyPlan, ctx: TopologyCon
     planRef,
     directJson: !v['generic-json'],
     stopWhenIdleMs: v['stop-when-idle'] === undefined ? undefined : (v['stop-when-idle'] as number) * 1000,
+    drain: ctx.drain,
     metrics: ctx.metrics,
     progress: new Progress(name, 'rec'),
     log: ctx.log,

@@ -101,7 +101,18 @@ async function main(argv: string[]): Promise<number> {
     }
   }
 
-  const controller = new AbortController();
+  // Each topology stops on its own signal: on SIGINT/SIGTERM the writers of a topic another one here reads stop
+  // first, and its readers then drain to where the writers got (see stopInOrder).
+  const stops = new Map(selected.map((t) => [t, { stop: new AbortController(), drain: new AbortController() }]));
+  const runs = new Map(selected.map((t) => [t, t.run({
+    kafka,
+    database: () => database(endpoints.databaseUrl),
+    metrics,
+    log: (line) => log(`[${t.name}] ${line}`),
+    signal: stops.get(t)!.stop.signal,
+    drain: stops.get(t)!.drain.signal,
+    setReady: (r) => ready.set(t.name, r),
+  }, valuesOf.get(t)!)]));
   let signals = 0;
   const onSignal = (sig: string) => {
     signals++;
@@ -109,20 +120,12 @@ async function main(argv: string[]): Promise<number> {
       log(`${sig} again: exiting without draining`);
       process.exit(130);
     }
-    log(`${sig}: draining in-flight batches, committing, then exiting`);
-    controller.abort();
+    void stopInOrder(sig, selected, valuesOf, stops, runs, log);
   };
   process.on('SIGINT', () => onSignal('SIGINT'));
   process.on('SIGTERM', () => onSignal('SIGTERM'));
 
-  const results = await Promise.allSettled(selected.map((t) => t.run({
-    kafka,
-    database: () => database(endpoints.databaseUrl),
-    metrics,
-    log: (line) => log(`[${t.name}] ${line}`),
-    signal: controller.signal,
-    setReady: (r) => ready.set(t.name, r),
-  }, valuesOf.get(t)!)));
+  const results = await Promise.allSettled(selected.map((t) => runs.get(t)!));
   await closeDatabases();
   let code = 0;
   results.forEach((r, i) => {
@@ -133,6 +136,35 @@ async function main(argv: string[]): Promise<number> {
     }
   });
   return code;
+}
+
+/** How long readers drain after their writers stopped, at most, before they stop with what they have. */
+const DRAIN_BOUND_MS = 10_000;
+
+/**
+ * Stops the topologies of one process. Writers of a topic that another one here reads stop first (they flush what
+ * they produced); then those readers are asked to drain: read on to the high watermarks, commit, stop. So Ctrl-C on
+ * `orders-generator orders-ingest` leaves as many rows as orders produced. The rest stop at once, and every reader
+ * stops by DRAIN_BOUND_MS after its writers did, drained or not.
+ */
+async function stopInOrder(sig: string, selected: Topology[], valuesOf: Map<Topology, OptionValues>,
+  stops: Map<Topology, { stop: AbortController; drain: AbortController }>, runs: Map<Topology, Promise<void>>, log: (line: string) => void): Promise<void> {
+  const topics = new Map(selected.map((t) => [t, t.topics(valuesOf.get(t)!)]));
+  const writersOf = (reader: Topology) => selected.filter((w) => w !== reader && topics.get(w)!.writes.some((topic) => topics.get(reader)!.reads.includes(topic)));
+  const readers = selected.filter((t) => writersOf(t).length > 0);
+  const writers = new Set(readers.flatMap(writersOf));
+  if (!readers.length) {
+    log(`${sig}: draining in-flight batches, committing, then exiting`);
+    for (const s of stops.values()) s.stop.abort();
+    return;
+  }
+  log(`${sig}: stopping ${[...writers].map((t) => t.name).join(', ')} first; then ${readers.map((t) => t.name).join(', ')} read on to where they got `
+    + `(at most ${DRAIN_BOUND_MS / 1000} s), commit and exit`);
+  for (const t of selected) if (!readers.includes(t) && !writers.has(t)) stops.get(t)!.stop.abort();
+  for (const w of writers) if (!readers.includes(w)) stops.get(w)!.stop.abort();
+  await Promise.allSettled([...writers].filter((w) => !readers.includes(w)).map((w) => runs.get(w)!));
+  for (const r of readers) stops.get(r)!.drain.abort();
+  setTimeout(() => { for (const s of stops.values()) s.stop.abort(); }, DRAIN_BOUND_MS).unref();
 }
 
 main(process.argv.slice(2)).then(

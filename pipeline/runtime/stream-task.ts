@@ -61,6 +61,8 @@ export interface StreamTaskOptions {
   /** false: no record is read straight into its row (CopyTarget.direct); all take the stages. Default true. */
   directJson?: boolean;
   stopWhenIdleMs?: number;
+  /** Once aborted: read on to the high watermarks of that moment, then stop as at `signal` (TopologyContext.drain). */
+  drain?: AbortSignal;
   metrics: PipelineMetrics;
   progress: Progress;
   log: (line: string) => void;
@@ -145,6 +147,8 @@ export class StreamTask {
   /** Idle checks that found a partition behind its high watermark with nothing held: one more idle period is given. */
   private behindChecks = 0;
   private leftBehind: string[] = [];
+  /** Where each partition's draining ends (its watermarks when the drain began). */
+  private drainTo: Map<number, { low: number; high: number }> | undefined;
   private readonly ctx: StageContext;
   private connected = false;
 
@@ -274,6 +278,7 @@ export class StreamTask {
           if (due && !(lane.writing && p.count < 2 * o.batch.maxRecords)) await this.startFlush(lane);
         }
         if (this.idle() && await this.caughtUp()) break;
+        if (o.drain?.aborted && await this.drained()) break;
       }
       for (const lane of this.lanes) await this.settle(lane);
       for (const lane of this.lanes) if (lane.pending.count) await this.startFlush(lane);
@@ -321,6 +326,29 @@ export class StreamTask {
       await retry(`seeking ${this.o.plan.topic}[${p}] to ${u.offset}`, () => this.source.seek(p, u.offset), this.o.log, this.o.signal);
       this.source.resume([p]);
     }
+  }
+
+  /**
+   * Whether a drain has taken every record below the high watermarks it began with (or below where a partition is
+   * held). The flushes after the loop then commit them.
+   */
+  private async drained(): Promise<boolean> {
+    if (!this.drainTo) {
+      const to = new Map<number, { low: number; high: number }>();
+      for (const p of this.lastSeen.keys()) {
+        try {
+          to.set(p, await this.source.watermarks(p));
+        } catch { /* not known: the drain's bound stops it */ }
+      }
+      this.drainTo = to;
+      this.o.log(`draining to offsets ${[...to].map(([p, w]) => `${p}:${w.high}`).join(', ') || '(no partitions)'}`);
+    }
+    for (const [p, w] of this.drainTo) {
+      const seen = this.lastSeen.get(p);
+      if (seen === undefined || this.unreadable.get(p)) continue; // given up meanwhile, or held
+      if (Math.max(seen + 1, w.low) < w.high) return false;
+    }
+    return true;
   }
 
   /**
