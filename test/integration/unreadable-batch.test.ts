@@ -50,7 +50,9 @@ describe('a batch that cannot be read', () => {
     };
     const counted = new RegExp(`pipeline_source_errors_total\\{topology="orders-ingest",topic="${topic}",reason="unsupported-codec"\\} [1-9]`);
     await waitUntil('the source error metric', async () => counted.test((await get('/metrics')).text), 60_000);
-    assert.equal((await get('/readyz')).status, 503, '/readyz while a partition is held');
+    // Readiness is reported every 500 ms: it turns 503 while the partition is held, before the run ends.
+    await waitUntil('/readyz 503 while a partition is held', async () => (await get('/readyz')).status === 503, 5_000);
+    assert.equal(run.child.exitCode, null, 'still running, holding the partition');
     const code = await run.exited;
     assert.notEqual(code, 0, 'exits non-zero with records left behind');
     assert.match(run.stderr(), new RegExp(`cannot read ${topic}\\[0\\] at offset ${at} \\(unsupported-codec\\)`));
