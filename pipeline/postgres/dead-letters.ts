@@ -228,7 +228,13 @@ export class DeadLetterRelay {
   }
 }
 
-/** The highest relay sequence number of this relay found near the end of each partition. */
+/**
+ * The highest relay sequence number of this relay in each partition. The relay publishes in sequence order, so it is
+ * in the last of its messages: the partition is read back from its end in growing windows (5,000 messages, then 4
+ * times as many) until one of this relay's messages turns up or the partition's start is reached, so messages of
+ * other producers after them cannot hide them. A read that stops short of the end throws (the relay retries): a
+ * tail not read whole is never taken for "nothing published".
+ */
 async function readTailSeqs(conn: KafkaConnection, topic: string, partitions: number, relayId: string): Promise<Map<number, number>> {
   const consumer = new Kafka.KafkaConsumer(clientConfig(conn, {
     'group.id': 'pipeline-dlq-relay-reconcile', 'enable.auto.commit': false, 'enable.partition.eof': true,
@@ -240,31 +246,45 @@ async function readTailSeqs(conn: KafkaConnection, topic: string, partitions: nu
       const wm = await new Promise<Kafka.WatermarkOffsets>((resolve, reject) =>
         consumer.queryWatermarkOffsets(topic, p, 10_000, (err, o) => (err ? reject(err) : resolve(o))));
       if (wm.highOffset <= wm.lowOffset) continue;
-      // The relay publishes in sequence order, so the last few thousand messages hold its newest sequence number.
-      const from = Math.max(wm.lowOffset, wm.highOffset - 5000);
-      consumer.assign([{ topic, partition: p, offset: from }]);
       let best = -1;
-      let done = false;
-      let empty = 0;
-      while (!done && empty < 10) {
-        const msgs = await new Promise<Kafka.Message[]>((resolve, reject) => consumer.consume(1000, (err, m) => (err ? reject(err) : resolve(m))));
-        empty = msgs.length ? 0 : empty + 1;
-        for (const m of msgs) {
-          let seq: number | undefined;
-          let relay: string | undefined;
-          for (const h of m.headers ?? []) {
-            if (h[SEQ_HEADER] !== undefined) seq = Number(h[SEQ_HEADER].toString());
-            if (h[RELAY_HEADER] !== undefined) relay = h[RELAY_HEADER].toString();
-          }
-          if (relay === relayId && seq !== undefined && seq > best) best = seq;
-          if (m.offset >= wm.highOffset - 1) done = true;
-        }
+      for (let window = 5000, end = wm.highOffset; best < 0 && end > wm.lowOffset; window *= 4) {
+        const from = Math.max(wm.lowOffset, wm.highOffset - window);
+        best = await highestSeq(consumer, topic, p, from, end, relayId);
+        end = from;
       }
-      consumer.unassign();
       if (best >= 0) out.set(p, best);
     }
   } finally {
     await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
   }
   return out;
+}
+
+/** This relay's highest sequence number in offsets [from, end) of a partition (-1: none); throws if it cannot read them all. */
+async function highestSeq(consumer: Kafka.KafkaConsumer, topic: string, partition: number, from: number, end: number, relayId: string): Promise<number> {
+  consumer.assign([{ topic, partition, offset: from }]);
+  let best = -1;
+  let next = from;
+  let empty = 0;
+  try {
+    while (next < end) {
+      const msgs = await new Promise<Kafka.Message[]>((resolve, reject) => consumer.consume(1000, (err, m) => (err ? reject(err) : resolve(m))));
+      empty = msgs.length ? 0 : empty + 1;
+      if (empty >= 10) throw new Error(`reading back ${topic}[${partition}] to find what was published stopped at offset ${next} of ${end}`);
+      for (const m of msgs) {
+        if (m.offset >= end) continue;
+        next = Math.max(next, m.offset + 1);
+        let seq: number | undefined;
+        let relay: string | undefined;
+        for (const h of m.headers ?? []) {
+          if (h[SEQ_HEADER] !== undefined) seq = Number(h[SEQ_HEADER].toString());
+          if (h[RELAY_HEADER] !== undefined) relay = h[RELAY_HEADER].toString();
+        }
+        if (relay === relayId && seq !== undefined && seq > best) best = seq;
+      }
+    }
+  } finally {
+    consumer.unassign();
+  }
+  return best;
 }

@@ -109,6 +109,9 @@ export async function dropAll(topics: string[], tables: string[], groups: string
   const d = db();
   for (const t of tables) await d.none('DROP TABLE IF EXISTS $1:name', [t]);
   if (groups.length) await d.none('DELETE FROM pipeline_offsets WHERE group_id = ANY($1)', [groups]).catch(() => undefined);
+  // Dead letters a failed test left unpublished: their topic is gone, and the relay (one for the whole database) would
+  // retry them for good instead of publishing the next test's.
+  await d.none('DELETE FROM pipeline_dead_letters WHERE dlq_topic = ANY($1)', [topics]).catch(() => undefined);
 }
 
 export async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {

@@ -60,6 +60,20 @@ describe('exact decimals', () => {
     assert.ok(!isMultipleOf(Number.NaN, 0.01));
   });
 
+  /**
+   * The oracle, independent of pipeline/schema/decimal.ts: decimal places of the number's shortest round-trip text
+   * (what JSON and String() print), read off the text itself, mantissa and exponent.
+   */
+  const placesOfText = (v: number): number => {
+    const [mantissa, exponent = '0'] = String(Math.abs(v)).split('e');
+    const fraction = (mantissa.split('.')[1] ?? '').replace(/0+$/, '');
+    return Math.max(0, fraction.length - Number(exponent));
+  };
+
+  it('the oracle reads decimal places off the text', () => {
+    assert.deepEqual([1, 0.5, 0.07, 123.45, 1e-7, 1.25e-7, 1.5e21, 100].map(placesOfText), [0, 1, 2, 2, 7, 9, 0, 0]);
+  });
+
   it('agrees with the decimal text of the number on 0.01, 0.001 and 1 for a million values', () => {
     let seed = 42;
     const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
@@ -70,7 +84,7 @@ describe('exact decimals', () => {
           : kind === 2 ? (rnd() - 0.5) * 10 ** Math.floor(rnd() * 30 - 10) // any double, tiny to huge
             : Math.floor(rnd() * 1e6) / 100 + 1e-9; // just off a multiple
       for (const [step, k] of [[0.01, 2], [0.001, 3], [1, 0]] as const) {
-        assert.equal(isMultipleOf(v, step), decimalPlaces(v) <= k, `${v} multipleOf ${step}`);
+        assert.equal(isMultipleOf(v, step), placesOfText(v) <= k, `${v} multipleOf ${step}`);
       }
     }
   });

@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { assertExactlyOnce, generate } from '../helpers/accounting.ts';
+import { db, dropAll, produce, readTopic, runTopology, startTopology, unique, waitUntil } from '../helpers/infra.ts';
+
+/**
+ * The dead-letter relay publishes from the Postgres outbox, then deletes what it published. A crash between the two
+ * leaves published rows in the outbox: the next relay must find them in the topic and publish each only once.
+ */
+describe('the dead-letter relay after a crash between publishing and deleting', function () {
+  this.timeout(240_000);
+  const made: { topics: string[]; tables: string[]; groups: string[] } = { topics: [], tables: [], groups: [] };
+  const wakeSleepers = () => db().any(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'DELETE FROM pipeline_dead_letters%' AND pid <> pg_backend_pid()`);
+  after(async () => {
+    await wakeSleepers();
+    await db().none('DROP TRIGGER IF EXISTS pipeline_test_slow_delete ON pipeline_dead_letters');
+    await dropAll(made.topics, made.tables, made.groups);
+  });
+
+  for (const foreign of [0, 12_000]) {
+    it(`publishes each dead letter once${foreign ? `, also with ${foreign.toLocaleString('en')} other messages after them in the topic` : ''}`, async () => {
+      const topic = unique('orders');
+      const dlq = `${topic}.dlq`;
+      const table = unique('orders_data');
+      const group = unique('ingest');
+      made.topics.push(topic, dlq);
+      made.tables.push(table);
+      made.groups.push(group);
+      const sent = await generate(['--topic', topic, '--partitions', '2', '--count', '3000', '--rate', '0', '--invalid-ratio', '0.1', '--seed', '3']);
+      // The first DELETE of this topic's published dead letters sleeps: the relay is caught after publishing.
+      const seq = `${table}_deletes`;
+      await db().none(`CREATE SEQUENCE "${seq}"`);
+      await db().none(`CREATE OR REPLACE FUNCTION pipeline_test_slow_delete() RETURNS trigger LANGUAGE plpgsql AS $f$
+        BEGIN
+          IF OLD.dlq_topic = '${dlq}' AND nextval('"${seq}"') = 1 THEN PERFORM pg_sleep(600); END IF;
+          RETURN OLD;
+        END $f$`);
+      await db().none('DROP TRIGGER IF EXISTS pipeline_test_slow_delete ON pipeline_dead_letters');
+      await db().none(`CREATE TRIGGER pipeline_test_slow_delete BEFORE DELETE ON pipeline_dead_letters FOR EACH ROW EXECUTE FUNCTION pipeline_test_slow_delete()`);
+      const run = startTopology(['orders-ingest', '--topic', topic, '--table', table, '--group-id', group, '--partitions', '2']);
+      const published = async () => (await db().one<{ n: number }>(`SELECT count(*)::int AS n FROM pipeline_dead_letters WHERE dlq_topic = $1 AND relay_seq IS NOT NULL`, [dlq])).n;
+      const outbox = async () => (await db().one<{ n: number }>(`SELECT count(*)::int AS n FROM pipeline_dead_letters WHERE dlq_topic = $1`, [dlq])).n;
+      const sleeping = async () => (await db().one<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity
+        WHERE query LIKE 'DELETE FROM pipeline_dead_letters%' AND wait_event = 'PgSleep'`)).n;
+      let inTopic = 0;
+      try {
+        // The relay has published a round and sleeps in its DELETE: those dead letters are both in the topic and in the outbox.
+        await waitUntil('a round published and not deleted', async () => {
+          if (!(await sleeping())) return false;
+          inTopic = (await readTopic(dlq).catch(() => [])).length;
+          return inTopic > 0 && inTopic === (await published());
+        }, 90_000);
+        await waitUntil('every order committed', async () => Number((await db().one<{ n: string }>(
+          'SELECT coalesce(sum(greatest(next_offset, 0)), 0)::bigint AS n FROM pipeline_offsets WHERE group_id = $1', [group])).n) === 3000, 90_000);
+      } finally {
+        run.child.kill('SIGKILL');
+        await run.exited;
+        await wakeSleepers();
+      }
+      await db().none('DROP TRIGGER pipeline_test_slow_delete ON pipeline_dead_letters');
+      assert.ok(await published() > 0 && (await outbox()) === sent.invalid.length, 'the crash left published dead letters in the outbox');
+      if (foreign) {
+        // Another producer writes to the dead-letter topic after them: the next relay must look past its messages.
+        const each = foreign / 2;
+        await produce(Array.from({ length: foreign }, (_, i) => ({ topic: dlq, partition: i < each ? 0 : 1, key: `foreign-${i}`, value: Buffer.from('{}') })));
+      }
+      const again = await runTopology(['orders-ingest', '--topic', topic, '--table', table, '--group-id', group, '--partitions', '2', '--stop-when-idle', '3']);
+      assert.equal(again.code, 0, again.stderr);
+      assert.equal(await outbox(), 0, 'the outbox is empty');
+      await assertExactlyOnce({ table, dlqTopic: dlq, valid: sent.valid, invalid: sent.invalid, deadLetter: (k) => !k.startsWith('foreign-') });
+    });
+  }
+});
