@@ -672,6 +672,7 @@ export class StreamTask {
 
   /** Finish the flush in flight (so its offsets land before another instance reads them), drop the rest. */
   private async onRevoke(partitions: number[]): Promise<void> {
+    if (this.lanes.some((l) => l.writing)) this.o.log(`partitions [${partitions.join(',')}] revoked with a flush in flight: finishing it before giving them up`);
     for (const lane of this.lanes) if (lane.inflight) await lane.inflight;
     await this.drain();
     for (const lane of this.lanes) lane.pending.dropPartitions(new Set(partitions));

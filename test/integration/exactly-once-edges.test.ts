@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { ORDERS_TABLE_SQL } from '../../topologies/orders-ingest-plan.ts';
-import { assertExactlyOnce, generate } from '../helpers/accounting.ts';
+import { assertExactlyOnce, generate, reported } from '../helpers/accounting.ts';
 import { createTopic, db, dropAll, produce, runTopology, startTopology, unique, waitUntil, type Run } from '../helpers/infra.ts';
 import { PgProxy } from '../helpers/pg-proxy.ts';
 
@@ -137,5 +137,52 @@ describe('exactly-once at its edges, driven on purpose', function () {
     assert.equal(failed.length, 1, r.stderr);
     assert.match(failed[0], /rewinding partitions 0 to the offsets in Postgres: injected failure at COMMIT/, 'only lane 0 rewound');
     await assertExactlyOnce({ table: n.table, dlqTopic: n.dlq, valid: [...zero, ...one].map((o) => o.order_id), invalid: [] });
+  });
+});
+
+describe('a rebalance in the middle of a flush', function () {
+  this.timeout(300_000);
+  const topic = unique('orders');
+  const table = unique('orders_data');
+  const group = unique('ingest');
+  const runs: Run[] = [];
+  after(async () => {
+    for (const r of runs) r.child.kill('SIGKILL');
+    await dropAll([topic, `${topic}.dlq`], [table], [group]);
+  });
+
+  it('an instance joining and leaving while every flush is slow: the flush in flight finishes first, a straddling poll is read again, the result is exact', async () => {
+    // Every COPY into the table takes at least a second, so a flush is in flight nearly all the time.
+    await db().none(ORDERS_TABLE_SQL.replace('$TABLE', `"${table}"`));
+    await db().none(`CREATE FUNCTION "${table}_slow"() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN PERFORM pg_sleep(1); RETURN NULL; END $f$`);
+    await db().none(`CREATE TRIGGER "${table}_slow" AFTER INSERT ON "${table}" FOR EACH STATEMENT EXECUTE FUNCTION "${table}_slow"()`);
+    const g = reported(['--topic', topic, '--partitions', '4', '--count', '30000', '--rate', '1500', '--invalid-ratio', '0.01']);
+    const gen = startTopology(g.args);
+    runs.push(gen);
+    const fastGroup = ['--kafka', 'session.timeout.ms=6000', '--kafka', 'heartbeat.interval.ms=1000', '--batch-size', '1000', '--batch-wait-ms', '100'];
+    const args = ['orders-ingest', '--topic', topic, '--table', table, '--group-id', group, '--partitions', '4', ...fastGroup];
+    const a = startTopology(args);
+    runs.push(a);
+    const rows = async () => (await db().one<{ n: number }>('SELECT count(*)::int AS n FROM $1:name', [table])).n;
+    await waitUntil('A writing', async () => (await rows()) > 1000, 90_000);
+    for (let round = 0; round < 2; round++) {
+      const b = startTopology(args);
+      runs.push(b);
+      await waitUntil('B assigned', async () => /assigned \S+ partitions \[\d/.test(b.stderr()), 60_000);
+      const before = await rows();
+      await waitUntil('progress with two instances', async () => (await rows()) > before, 60_000);
+      b.child.kill('SIGTERM');
+      assert.equal(await b.exited, 0, b.stderr());
+    }
+    assert.equal(await gen.exited, 0, gen.stderr());
+    a.child.kill('SIGTERM');
+    assert.equal(await a.exited, 0, a.stderr());
+    const done = await runTopology([...args, '--stop-when-idle', '3']);
+    assert.equal(done.code, 0, done.stderr);
+    const sent = g.read();
+    await assertExactlyOnce({ table, dlqTopic: `${topic}.dlq`, valid: sent.valid, invalid: sent.invalid });
+    const logs = runs.map((r) => r.stderr()).join('\n');
+    assert.match(logs, /revoked with a flush in flight: finishing it before giving them up/, 'a rebalance came during a flush');
+    assert.match(logs, /a poll straddled a rebalance: reading partitions \[[\d,]+\] again/, 'a poll straddled a rebalance');
   });
 });
