@@ -270,6 +270,12 @@ async function highestSeq(consumer: Kafka.KafkaConsumer, topic: string, partitio
     while (next < end) {
       const msgs = await new Promise<Kafka.Message[]>((resolve, reject) => consumer.consume(1000, (err, m) => (err ? reject(err) : resolve(m))));
       empty = msgs.length ? 0 : empty + 1;
+      if (!msgs.length) {
+        // Offsets that are not messages (transaction markers) are never delivered: the consumer's position says
+        // whether it is past them.
+        const position = consumer.position([{ topic, partition }])[0]?.offset;
+        if (typeof position === 'number' && position >= end) break;
+      }
       if (empty >= 10) throw new Error(`reading back ${topic}[${partition}] to find what was published stopped at offset ${next} of ${end}`);
       for (const m of msgs) {
         if (m.offset >= end) continue;

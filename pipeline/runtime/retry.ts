@@ -35,13 +35,16 @@ export function isRetriable(err: unknown): boolean {
 
 /**
  * Retries fn with exponential backoff (0.5 s doubling to 10 s) until it succeeds or the signal aborts
- * (then throws Aborted); an error that waiting cannot fix is thrown at once. Logs one line on the first failure and then at most one every 10 s, so an outage
+ * (then throws Aborted), or, with giveUpAfterMs, until it has failed for that long (then throws); an error that
+ * waiting cannot fix is thrown at once. Logs one line on the first failure and then at most one every 10 s, so an outage
  * reads as a few clear lines, not a flood.
  */
-export async function retry<T>(what: string, fn: () => Promise<T>, log: (line: string) => void, signal?: AbortSignal): Promise<T> {
+export async function retry<T>(what: string, fn: () => Promise<T>, log: (line: string) => void, signal?: AbortSignal,
+  options: { giveUpAfterMs?: number } = {}): Promise<T> {
   let delay = 500;
   let attempt = 0;
   let lastLog = 0;
+  let firstFailure = 0;
   for (;;) {
     if (signal?.aborted) throw new Aborted();
     try {
@@ -51,6 +54,10 @@ export async function retry<T>(what: string, fn: () => Promise<T>, log: (line: s
     } catch (err) {
       if (!isRetriable(err)) throw err;
       attempt++;
+      firstFailure ||= Date.now();
+      if (options.giveUpAfterMs !== undefined && Date.now() - firstFailure >= options.giveUpAfterMs) {
+        throw new PipelineError('RETRIES_EXHAUSTED', `${what} failed for ${Math.round((Date.now() - firstFailure) / 1000)} s (${attempt} attempts), giving up: ${errorMessage(err)}`, { cause: err });
+      }
       if (Date.now() - lastLog >= 10_000) {
         log(`${what} failed (attempt ${attempt}, retrying with backoff): ${errorMessage(err)}`);
         lastLog = Date.now();

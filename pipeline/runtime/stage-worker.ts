@@ -5,6 +5,7 @@ import { errorMessage } from '../errors.ts';
 import type { StageContext, StreamRecord } from '../records.ts';
 import { copyTargets, runBatch, type Sourced } from './batch.ts';
 import { retry } from './retry.ts';
+import { registryGiveUpMs } from '../schema/registry.ts';
 import { batchBuffers, batchSize, recordOf } from '../sources/packed-batch.ts';
 import type { PlanRef, WorkerBatch, WorkerCopyOutput, WorkerResult } from './stage-workers.ts';
 
@@ -25,7 +26,7 @@ async function handle(b: WorkerBatch): Promise<void> {
     let recordAt: ((i: number) => StreamRecord) | undefined;
     if (executor.needsPrepare) {
       const records = Array.from({ length: n }, (_, i) => recordOf(b, i));
-      await retry('preparing the batch', () => executor.prepare(records), (line) => console.error(line), stop.signal);
+      await retry('preparing the batch', () => executor.prepare(records), (line) => console.error(line), stop.signal, { giveUpAfterMs: registryGiveUpMs() });
       recordAt = (i) => records[i];
     }
     const late = new Map<string, number>();

@@ -22,6 +22,7 @@ import type { Progress } from './progress.ts';
 import { Aborted, retry, sleep, throttledLog } from './retry.ts';
 import { StageWorkers, type PlanRef, type WorkerCopyOutput, type WorkerResult } from './stage-workers.ts';
 import { UnreadablePartitions } from './unreadable.ts';
+import { registryGiveUpMs } from '../schema/registry.ts';
 
 /**
  * Records a poll takes at most by default. Kafka Streams' max.poll.records is 1,000; with packed reads a poll is cheap,
@@ -418,7 +419,7 @@ export class StreamTask {
     const n = batchSize(batch);
     if (this.executor.needsPrepare && !this.workers) {
       const raw = Array.from({ length: n }, (_, i) => recordOf(batch, i));
-      await retry('preparing the batch', () => this.executor.prepare(raw), o.log, o.signal);
+      await retry('preparing the batch', () => this.executor.prepare(raw), o.log, o.signal, { giveUpAfterMs: registryGiveUpMs() });
     }
     // Only now, after any wait, take what is still ours and new: a rebalance or a rewind may have come meanwhile.
     const count = this.take(batch);

@@ -7,6 +7,15 @@ import { decodeWireFormat, encodeWireFormat } from './wire-format.ts';
 /** Set to a Confluent-compatible Schema Registry (Confluent, Apicurio's /apis/ccompat/v7, Karapace, Redpanda). */
 export const REGISTRY_ENV = 'SCHEMA_REGISTRY_URL';
 
+/**
+ * How long a batch waits for a registry that does not answer before the pipeline stops with an error, rather than
+ * wait forever or dead-letter records that are not at fault (SCHEMA_REGISTRY_RETRY_MS, default 60 s).
+ */
+export function registryGiveUpMs(env: NodeJS.ProcessEnv = process.env): number {
+  const ms = Number(env.SCHEMA_REGISTRY_RETRY_MS ?? 60_000);
+  return Number.isFinite(ms) && ms >= 0 ? ms : 60_000;
+}
+
 export function registryUrl(env: NodeJS.ProcessEnv = process.env): string | undefined {
   const url = env[REGISTRY_ENV]?.trim();
   return url ? url.replace(/\/+$/, '') : undefined;

@@ -8,8 +8,9 @@ import { projectRoot } from '../../pipeline/local/paths.ts';
  * Apache Kafka's own Java producer (test/fixtures/JavaProducer.java), run with the embedded broker's jars: a client
  * other than ours, with every codec. Each line: `<codec>\t<partition>\t<key or \N>\t<value>`, or `flush`.
  */
-export async function javaProduce(topic: string, lines: string[]): Promise<number> {
-  const child = spawn('java', ['-cp', `${kafkaLibs}/*`, path.join(projectRoot, 'test/fixtures/JavaProducer.java'), process.env.KAFKA_BROKERS!, topic],
+export async function javaProduce(topic: string, lines: string[], options: { transactional?: boolean } = {}): Promise<number> {
+  const child = spawn('java', ['-cp', `${kafkaLibs}/*`, path.join(projectRoot, 'test/fixtures/JavaProducer.java'), process.env.KAFKA_BROKERS!, topic,
+    ...(options.transactional ? ['transactional'] : [])],
     { stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
   let err = '';

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { assertExactlyOnce, generate } from '../helpers/accounting.ts';
 import { db, dropAll, produce, readTopic, runTopology, startTopology, unique, waitUntil } from '../helpers/infra.ts';
+import { javaProduce } from '../helpers/kafka-log.ts';
 
 /**
  * The dead-letter relay publishes from the Postgres outbox, then deletes what it published. A crash between the two
@@ -16,8 +17,13 @@ describe('the dead-letter relay after a crash between publishing and deleting', 
     await dropAll(made.topics, made.tables, made.groups);
   });
 
-  for (const foreign of [0, 12_000]) {
-    it(`publishes each dead letter once${foreign ? `, also with ${foreign.toLocaleString('en')} other messages after them in the topic` : ''}`, async () => {
+  const cases = [
+    { foreign: 0, transactional: false, label: '' },
+    { foreign: 12_000, transactional: false, label: ', also with 12,000 other messages after them in the topic' },
+    { foreign: 200, transactional: true, label: ', also with transactions of another producer after them (offsets that are markers, not messages)' },
+  ];
+  for (const { foreign, transactional, label } of cases) {
+    it(`publishes each dead letter once${label}`, async () => {
       const topic = unique('orders');
       const dlq = `${topic}.dlq`;
       const table = unique('orders_data');
@@ -59,9 +65,12 @@ describe('the dead-letter relay after a crash between publishing and deleting', 
       await db().none('DROP TRIGGER pipeline_test_slow_delete ON pipeline_dead_letters');
       assert.ok(await published() > 0 && (await outbox()) === sent.invalid.length, 'the crash left published dead letters in the outbox');
       if (foreign) {
-        // Another producer writes to the dead-letter topic after them: the next relay must look past its messages.
+        // Another producer writes to the dead-letter topic after them: the next relay must look past its messages
+        // (and, written in transactions, past the commit markers that end each partition, which are no messages).
         const each = foreign / 2;
-        await produce(Array.from({ length: foreign }, (_, i) => ({ topic: dlq, partition: i < each ? 0 : 1, key: `foreign-${i}`, value: Buffer.from('{}') })));
+        const messages = Array.from({ length: foreign }, (_, i) => ({ partition: i < each ? 0 : 1, key: `foreign-${i}` }));
+        if (transactional) await javaProduce(dlq, [...messages.map((m) => `none\t${m.partition}\t${m.key}\t{}`), 'flush'], { transactional: true });
+        else await produce(messages.map((m) => ({ topic: dlq, partition: m.partition, key: m.key, value: Buffer.from('{}') })));
       }
       const again = await runTopology(['orders-ingest', '--topic', topic, '--table', table, '--group-id', group, '--partitions', '2', '--stop-when-idle', '3']);
       assert.equal(again.code, 0, again.stderr);

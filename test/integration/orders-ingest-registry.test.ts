@@ -42,3 +42,62 @@ describe('orders-ingest with a schema registry (the real one)', () => {
     }
   });
 });
+
+describe('orders-ingest when the registry is wrong or goes away', () => {
+  const topic = unique('orders');
+  const table = unique('orders_data');
+  const group = unique('ingest');
+  after(() => dropAll([topic, `${topic}.dlq`], [table], [group]));
+  const order = (): Order => ({ order_id: randomUUID(), order_number: 1, product: 'Lamp', quantity: 1, price: 2.5, ordered_at: '2026-12-01T10:00:00Z' });
+  const args = ['orders-ingest', '--topic', topic, '--table', table, '--group-id', group, '--partitions', '1', '--stop-when-idle', '2'];
+  const committed = async () => Number((await db().oneOrNone<{ n: string }>(
+    'SELECT coalesce(sum(greatest(next_offset, 0)), 0)::bigint AS n FROM pipeline_offsets WHERE group_id = $1', [group]))?.n ?? 0);
+
+  it('a wrong URL (a 404 without the registry\'s code) stops it with one clear line; nothing is dead-lettered or committed', async () => {
+    const registry = await startRegistry();
+    try {
+      const id = await registry.register(`${topic}-value`, { ...orderSchema(), $id: undefined, description: topic });
+      await createTopic(topic, 1);
+      const orders = [order(), order()];
+      await produce(orders.map((o) => ({ topic, key: o.order_id, value: encodeWireFormat(id, Buffer.from(JSON.stringify(o))) })));
+      const wrong = await runTopology(args, { SCHEMA_REGISTRY_URL: `${registry.url}/not-the-api` });
+      assert.notEqual(wrong.code, 0, 'it stops');
+      assert.match(wrong.stderr, /failed: .*HTTP 404 without a registry error code \(40403\): is SCHEMA_REGISTRY_URL the registry's Confluent-compatible API/);
+      assert.equal(await committed(), 0, 'nothing committed');
+      assert.equal((await readTopic(`${topic}.dlq`)).length, 0, 'nothing dead-lettered');
+      // With the right URL the same records go in, each once.
+      const right = await runTopology(args, { SCHEMA_REGISTRY_URL: registry.url });
+      assert.equal(right.code, 0, right.stderr);
+      const rows = (await db().any<{ id: string }>('SELECT order_id::text AS id FROM $1:name', [table])).map((r) => r.id);
+      assert.deepEqual(rows.sort(), orders.map((o) => o.order_id).sort());
+    } finally {
+      await registry.close();
+    }
+  });
+
+  it('a registry that goes away mid-stream: retries, then stops with a clear error; once it is back a restart has each order once', async () => {
+    const registry = await startRegistry();
+    const before = await committed();
+    // A version the ingest has not fetched yet: with the registry gone it cannot validate these records.
+    const id = await registry.register(`${topic}-value`, { ...orderSchema(), $id: undefined, description: `${topic} v2` });
+    await registry.close();
+    const orders = [order(), order(), order()];
+    await produce(orders.map((o) => ({ topic, key: o.order_id, value: encodeWireFormat(id, Buffer.from(JSON.stringify(o))) })));
+    const gone = await runTopology(args, { SCHEMA_REGISTRY_URL: registry.url, SCHEMA_REGISTRY_RETRY_MS: '4000' });
+    assert.notEqual(gone.code, 0, 'it stops');
+    assert.match(gone.stderr, /preparing the batch failed \(attempt 1, retrying with backoff\)/, 'it retried first');
+    assert.match(gone.stderr, /preparing the batch failed for \d+ s \(\d+ attempts\), giving up: fetching schema \d+ from http:\/\/127\.0\.0\.1:\d+ failed/);
+    assert.equal(await committed(), before, 'nothing committed past the records it could not validate');
+    assert.equal((await readTopic(`${topic}.dlq`)).length, 0, 'nothing dead-lettered');
+    const back = await startRegistry();
+    try {
+      const r = await runTopology(args, { SCHEMA_REGISTRY_URL: back.url });
+      assert.equal(r.code, 0, r.stderr);
+      const rows = (await db().any<{ id: string }>('SELECT order_id::text AS id FROM $1:name WHERE order_id = ANY($2::uuid[])', [table, orders.map((o) => o.order_id)])).map((x) => x.id);
+      assert.deepEqual(rows.sort(), orders.map((o) => o.order_id).sort());
+      assert.equal((await readTopic(`${topic}.dlq`)).length, 0);
+    } finally {
+      await back.close();
+    }
+  });
+});
