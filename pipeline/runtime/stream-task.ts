@@ -21,7 +21,7 @@ import { copyTargets, runBatch, type CopyTarget } from './batch.ts';
 import type { Progress } from './progress.ts';
 import { Aborted, retry, sleep, throttledLog } from './retry.ts';
 import { StageWorkers, type PlanRef, type WorkerCopyOutput, type WorkerResult } from './stage-workers.ts';
-import { UnreadablePartitions } from './unreadable.ts';
+import { sourceErrorReason, UnreadablePartitions } from './unreadable.ts';
 import { registryGiveUpMs } from '../schema/registry.ts';
 
 /**
@@ -308,7 +308,7 @@ export class StreamTask {
     for (const e of errors) {
       const seen = e.topic === o.plan.topic && e.partition >= 0 ? this.lastSeen.get(e.partition) : undefined;
       const held = seen === undefined ? undefined : this.unreadable.hold(e, seen + 1);
-      o.metrics.sourceErrors.inc({ topology: o.topology, topic: e.topic || o.plan.topic, reason: held?.reason ?? 'fetch' });
+      o.metrics.sourceErrors.inc({ topology: o.topology, topic: e.topic || o.plan.topic, reason: held?.reason ?? sourceErrorReason(e.code) });
       if (!held) {
         this.unreadableLog(`kafka: ${e.topic ? `${e.topic}[${e.partition}]: ` : ''}${e.message}`);
         continue;

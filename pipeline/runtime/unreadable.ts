@@ -49,10 +49,6 @@ export class UnreadablePartitions {
     return this.held.get(partition);
   }
 
-  entries(): [number, Unreadable][] {
-    return [...this.held];
-  }
-
   /**
    * Holds the partition at the error's offset (or nextOffset, the first not taken, when the error has none). Returns
    * the hold, or undefined when the error is about offsets already taken (from before a seek).
