@@ -1,3 +1,4 @@
+import type { DeadLetterReason } from './errors.ts';
 import type { Headers } from './kafka/producer.ts';
 import type { DeadLetter } from './postgres/dead-letters.ts';
 import type { ChangelogEntry } from './state/store.ts';
@@ -20,7 +21,7 @@ export interface StreamRecord<V = unknown> {
 
 /** What a stage sees besides the batch: a way to reject a record to the dead-letter topic. */
 export interface StageContext {
-  deadLetter(record: StreamRecord, reason: string, message: string): void;
+  deadLetter(record: StreamRecord, reason: DeadLetterReason, message: string): void;
   /** A record that came after its window closed: dropped, and counted by the runtime. */
   late(record: StreamRecord, stage: string): void;
 }
@@ -60,7 +61,7 @@ export interface Windowed<K> {
 }
 
 /** The dead letter of a record: its original key, bytes and headers, the reason, and where it came from. */
-export function deadLetterOf(r: StreamRecord, dlqTopic: string, reason: string, message: string): DeadLetter {
+export function deadLetterOf(r: StreamRecord, dlqTopic: string, reason: DeadLetterReason, message: string): DeadLetter {
   return {
     dlqTopic, key: r.rawKey, value: r.raw, headers: r.headers, reason, message,
     sourceTopic: r.topic, sourcePartition: r.partition, sourceOffset: r.offset, sourceTimestamp: r.timestamp,

@@ -1,22 +1,9 @@
+import {
+  ConfigError, countLines, type Database, type DeadLetter, type DeadLetterReason, DeadLetterRelay, encodeRows, ensureDeadLetterTable, ensureOffsetsTable, ensureTopics, errorMessage, FencedError, type FileFormat, formatOf, inFlushTransaction, isRetriable, KafkaProducer, loadOffsets, numericProperties, type Order, orderSchema, PostgresCopySink, Progress, readFileRecords, registryFromEnv, retry, segmentOf, sleep, type StreamRecord, tableName, topicName, type Topology, validateOrder, valueSerializer, type ValueSerializer, withSetupLock,
+} from '../pipeline/index.ts';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { ConfigError, errorMessage, FencedError } from '../pipeline/errors.ts';
-import { ensureTopics, topicName } from '../pipeline/kafka/admin.ts';
-import { KafkaProducer } from '../pipeline/kafka/producer.ts';
-import { tableName, withSetupLock, type Database } from '../pipeline/postgres/db.ts';
-import { DeadLetterRelay, ensureDeadLetterTable, type DeadLetter } from '../pipeline/postgres/dead-letters.ts';
-import { ensureOffsetsTable, loadOffsets } from '../pipeline/postgres/offsets.ts';
-import { inFlushTransaction } from '../pipeline/postgres/flush-transaction.ts';
-import type { StreamRecord } from '../pipeline/records.ts';
-import { Progress } from '../pipeline/runtime/progress.ts';
-import { isRetriable, retry, sleep } from '../pipeline/runtime/retry.ts';
-import { registryFromEnv, valueSerializer, type ValueSerializer } from '../pipeline/schema/registry.ts';
-import { orderSchema, validateOrder, type Order } from '../pipeline/schema/validator.ts';
-import { PostgresCopySink } from '../pipeline/sinks/postgres-copy.ts';
-import { encodeRows, segmentOf } from '../pipeline/sinks/copy-segment.ts';
-import { countLines, formatOf, numericProperties, readFileRecords, type FileFormat } from '../pipeline/sources/file-records.ts';
-import type { Topology } from '../pipeline/topology.ts';
 import { ORDER_COLUMNS, orderRow, ORDERS_TABLE_SQL } from './orders-ingest.ts';
 
 /** The orders_data table, the same shape orders-ingest writes (created when missing). */
@@ -167,7 +154,7 @@ export const ordersFile: Topology = {
     relay.start();
     ctx.setReady(true);
     const validator = validateOrder();
-    const sink = new PostgresCopySink({ table, columns: ORDER_COLUMNS, dlqTopic });
+    const sink = new PostgresCopySink({ name: `to-${v.table as string}`, table: v.table as string, columns: ORDER_COLUMNS, dlqTopic });
     const progress = new Progress('orders-file', 'rec');
     progress.start();
 
@@ -219,7 +206,7 @@ export const ordersFile: Topology = {
           sent++;
           if (!batch.count) batch.startedAt = Date.now();
           batch.next = lines ? encodePosition(replay, rec.nextLine, lines) : rec.nextLine;
-          const deadLetter = (reason: string, message: string): DeadLetter => ({
+          const deadLetter = (reason: DeadLetterReason, message: string): DeadLetter => ({
             dlqTopic, key: null, value: Buffer.from(rec.text), reason, message,
             headers: [{ 'source.line': String(rec.line) }, ...(loop ? [{ 'source.replay': String(replay) }] : [])],
             sourceTopic: source, sourcePartition: 0, sourceOffset: rec.line,
@@ -264,7 +251,7 @@ async function writeBatch(db: Database, sink: PostgresCopySink, toTopic: boolean
       dlqTopic, key: null, value: r.raw, headers: r.headers, reason, message: `line ${r.offset}: ${message}`,
       sourceTopic: source, sourcePartition: 0, sourceOffset: r.offset,
     }));
-    return sink.write(conn, [segmentOf(rows)], rejected);
+    return sink.copySegments(conn, [segmentOf(rows)], rejected);
   });
   return { written, rejected: rejected.length };
 }

@@ -1,3 +1,4 @@
+import { CopyEncodeError } from '../errors.ts';
 /**
  * PostgreSQL COPY text format (https://www.postgresql.org/docs/current/sql-copy.html#id-1.9.3.55.9.2):
  * columns separated by tab, rows by newline, NULL as \N, and backslash, tab, newline and carriage return escaped
@@ -11,9 +12,7 @@ const SPECIAL = /[\\\t\n\r\u0000]/;
 const ESCAPES = /[\\\t\n\r]/g;
 const ESCAPED: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
 
-export class CopyEncodeError extends Error {
-  readonly code = 'COPY_UNENCODABLE';
-}
+export { CopyEncodeError };
 
 export function escapeCopyText(value: string): string {
   if (!SPECIAL.test(value)) return value;

@@ -44,20 +44,17 @@ export class StreamsBuilder {
     if (this.root) throw new Error('a topology reads one source topic');
     this.root = this.node('source', `topic ${topic}`, { sourceTopic: topic } as Partial<PlanNode>);
     let tail = this.root;
-    const add = (label: string, stage: () => Stage) => {
-      const n = this.node('stage', label, { stage });
+    const add = (label: string, stage: () => Stage, extra: Partial<PlanNode> = {}) => {
+      const n = this.node('stage', label, { stage, ...extra });
       tail.children.push(n);
       tail = n;
     };
     if (options.schema) {
       const schema = options.schema;
-      add('parse-json', () => parseJson());
+      add('parse-json', () => parseJson(), { op: 'parse-json' });
       const registry = options.registry;
-      if (registry) add(`validate (schema registry ${registry.url}, subject ${topic}-value)`, () => validateWithRegistry(schema, registry, topic));
-      else {
-        add(`validate (${options.schemaName ?? 'JSON Schema'})`, () => validate(schema));
-        this.root.valueSchema = schema.schema;
-      }
+      if (registry) add(`validate (schema registry ${registry.url}, subject ${topic}-value)`, () => validateWithRegistry(schema, registry, topic), { op: 'validate' });
+      else add(`validate (${options.schemaName ?? 'JSON Schema'})`, () => validate(schema), { op: 'validate', schema: schema.schema });
     }
     if (options.timestamp) {
       const extract = options.timestamp;

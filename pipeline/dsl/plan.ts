@@ -15,11 +15,10 @@ export interface PlanNode {
   predicates?: ((value: unknown, key: unknown) => boolean)[];
   sink?: SinkSpec;
   store?: string;
-  /**
-   * source: the JSON Schema its values are validated against, when stream() parses and validates them with a local
-   * schema (its first two nodes): what lets runtime/batch.ts read them straight into rows (codec/json-rows.ts).
-   */
-  valueSchema?: object;
+  /** What a stage does, for the optimiser to recognise it (dsl/optimize.ts): 'parse-json', 'validate'. */
+  op?: 'parse-json' | 'validate';
+  /** validate: the JSON Schema of a local validator (not a registry's). */
+  schema?: object;
 }
 
 export interface TopicSinkSpec {
@@ -80,6 +79,14 @@ export interface TopologyPlan {
   applicationId: string;
   topic: string;
   root: PlanNode;
+  /** The rewrites optimize() applied, by name, for --describe (none until it runs). */
+  rewrites?: AppliedRewrite[];
+}
+
+export interface AppliedRewrite {
+  name: string;
+  /** What it replaced, in a line. */
+  detail: string;
 }
 
 export function walk(node: PlanNode, visit: (n: PlanNode, depth: number) => void, depth = 0): void {
@@ -109,6 +116,7 @@ export function describeText(plan: TopologyPlan, dlqTopic: string): string {
     lines.push(`${pad}${n.kind.padEnd(6)} ${n.label}${n.store ? ` [store ${n.store}, changelog ${changelogTopic(plan.applicationId, n.store)}]` : ''}`);
   });
   lines.push(`  dead letters -> topic ${dlqTopic}`);
+  for (const r of plan.rewrites ?? []) lines.push(`  rewrite ${r.name}: ${r.detail}`);
   return lines.join('\n');
 }
 
@@ -123,5 +131,6 @@ export function describeMermaid(plan: TopologyPlan, dlqTopic: string): string {
     for (const c of n.children) lines.push(`  ${n.id} --> ${c.id}`);
   });
   lines.push(`  dlq[/"topic ${esc(dlqTopic)} (dead letters)"/]`, `  ${plan.root.id} -. invalid .-> dlq`);
+  for (const r of plan.rewrites ?? []) lines.push(`  %% rewrite ${r.name}: ${esc(r.detail)}`);
   return lines.join('\n');
 }

@@ -18,6 +18,7 @@ export class PipelineMetrics {
   readonly paused: Gauge<'topology'>;
   readonly lateRecords: Counter<'topology' | 'stage'>;
   readonly sourceErrors: Counter<'topology' | 'topic' | 'reason'>;
+  readonly stageRecords: Counter<'topology' | 'stage' | 'outcome'>;
 
   constructor(readonly registry: Registry) {
     const registers = [registry];
@@ -41,7 +42,10 @@ export class PipelineMetrics {
       name: 'pipeline_source_errors_total', help: 'Errors reading the source: batches that could not be decoded (unsupported-codec, corrupt, too-large) and fetch errors',
       labelNames: ['topology', 'topic', 'reason'], registers,
     });
-    this.paused = new Gauge({ name: 'pipeline_consumer_paused', help: '1 while the consumer is paused by backpressure', labelNames: ['topology'], registers });
+    this.paused = new Gauge({ name: 'pipeline_consumer_paused', help: '1 while the runtime has stopped polling, waiting for a flush or the stage workers (backpressure)', labelNames: ['topology'], registers });
+    this.stageRecords = new Counter({
+      name: 'pipeline_stage_records_total', help: 'Records each stage took in, passed on (out) and sent to the dead letters, counted per batch', labelNames: ['topology', 'stage', 'outcome'], registers,
+    });
   }
 
   static create(): PipelineMetrics {

@@ -3,7 +3,7 @@ import type pgPromise from 'pg-promise';
 import { clientConfig, type KafkaConnection } from '../kafka/client-config.ts';
 import { KafkaProducer, type Headers } from '../kafka/producer.ts';
 import type { PipelineMetrics } from '../metrics/registry.ts';
-import { errorMessage } from '../errors.ts';
+import { errorMessage, type DeadLetterReason } from '../errors.ts';
 import { pgp, withSetupLock, type Connection, type Database } from './db.ts';
 
 /**
@@ -18,7 +18,7 @@ export interface DeadLetter {
   key: Buffer | null;
   value: Buffer | null;
   headers: Headers | undefined;
-  reason: string;
+  reason: DeadLetterReason;
   message: string;
   sourceTopic: string;
   sourcePartition: number;
@@ -86,7 +86,7 @@ interface OutboxRow {
   key: Buffer | null;
   value: Buffer | null;
   headers: [string, string][];
-  reason: string;
+  reason: DeadLetterReason;
   message: string;
   relay_seq: string;
 }

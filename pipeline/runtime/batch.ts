@@ -1,8 +1,8 @@
 import type { CopyValue } from '../codec/copy-text.ts';
-import type { PlanExecutor } from '../dsl/executor.ts';
-import type { PlanNode, PostgresAppendSinkSpec } from '../dsl/plan.ts';
-import { compileJsonRows, type JsonRows } from '../codec/json-rows.ts';
-import { formatCheck } from '../schema/validator.ts';
+import type { DeadLetterReason } from '../errors.ts';
+import type { PlanExecutor, StageCounts } from '../dsl/executor.ts';
+import type { PostgresAppendSinkSpec } from '../dsl/plan.ts';
+import type { JsonRows } from '../codec/json-rows.ts';
 import { batchSize, recordOf, type PackedBatch } from '../sources/packed-batch.ts';
 import type { StageContext, StreamRecord } from '../records.ts';
 import { CopyRowsBuilder, lineStart, type CopyRows } from '../sinks/copy-segment.ts';
@@ -12,26 +12,18 @@ export interface CopyTarget {
   spec: PostgresAppendSinkSpec;
   /** Index of the key column in the row, -1 when the sink has none. */
   keyAt: number;
-  /**
-   * Reads a message's JSON straight into its row, when the plan is source -> parse -> validate (a local schema) ->
-   * this sink with columns by name, and the schema is one JsonRows decides exactly.
-   */
+  /** Reads a message's JSON straight into its row: the direct-json-rows rewrite (dsl/optimize.ts) found this sink. */
   direct?: JsonRows;
 }
 
-/** directJson false: every record takes the stages (JSON.parse, ajv, the row function), for comparison. */
-export function copyTargets(executor: PlanExecutor, o: { directJson?: boolean } = {}): Map<string, CopyTarget> {
+/** The Postgres append sinks of the executor's plan, with the direct reader when the optimiser found one. */
+export function copyTargets(executor: PlanExecutor): Map<string, CopyTarget> {
   const out = new Map<string, CopyTarget>();
   for (const s of executor.sinks) {
     if (s.kind === 'postgres') out.set(s.name, { spec: s, keyAt: s.keyColumn === undefined ? -1 : s.columns.indexOf(s.keyColumn) });
   }
-  const { root } = executor.plan;
-  const validate = root.children[0]?.children[0];
-  const only = (n: PlanNode | undefined) => n?.children.length === 1;
-  const sink = validate?.children[0]?.sink;
-  if ((o.directJson ?? true) && root.valueSchema && only(root) && only(root.children[0]) && only(validate) && sink?.kind === 'postgres' && sink.byName) {
-    out.get(sink.name)!.direct = compileJsonRows(root.valueSchema, sink.columns, formatCheck);
-  }
+  const direct = executor.direct;
+  if (direct) out.get(direct.sink)!.direct = direct.reader;
   return out;
 }
 
@@ -48,13 +40,14 @@ export interface BatchOutput {
   copy: Map<string, BatchRows>;
   /** Records that reached every other sink (topics, window tables), by sink name. */
   other: Map<string, StreamRecord[]>;
+  /** Records in, out and dead-lettered per stage. */
+  stages: StageCounts[];
 }
 
 /**
- * Records go through the plan this many at a time. A whole poll at a time (1,000 records and their parsed values,
- * rows and lines) outlived V8's young-generation collections, each of which copied it, then promoted it: the stage
- * worker spent ~30% of its time in GC (`npm run bench -- ingest --cpu-prof DIR`). A chunk's objects are garbage by the
- * time the next chunk is made. The order of records through each stage is the same either way.
+ * Records go through the plan this many at a time, so that a chunk's objects are garbage by the time the next chunk
+ * is made: a whole poll's records and their values, rows and lines outlived V8's young-generation collections, which
+ * copied, then promoted them (docs/performance.md). The order of records through each stage is the same either way.
  */
 export const CHUNK = 128;
 
@@ -81,7 +74,7 @@ export function runBatch(executor: PlanExecutor, batch: PackedBatch, ctx: StageC
     return b;
   };
   const other = new Map<string, StreamRecord[]>();
-  const reject = (r: StreamRecord, reason: string, message: string) => ctx.deadLetter(r, reason, message);
+  const reject = (r: StreamRecord, reason: DeadLetterReason, message: string) => ctx.deadLetter(r, reason, message);
   const run = (chunk: Sourced[]) => {
     const reached = new Map<string, StreamRecord[]>();
     executor.run(chunk, ctx, reached);
@@ -111,6 +104,7 @@ export function runBatch(executor: PlanExecutor, batch: PackedBatch, ctx: StageC
     const b = builder(name, target);
     const { values, valueEnds, nullValue } = batch;
     let slow: Sourced[] = [];
+    let read = 0;
     for (let i = 0; i < n; i++) {
       if (nullValue[i] === 0 && reader.read(values, lineStart(valueEnds, i), valueEnds[i])) {
         if (slow.length) {
@@ -119,12 +113,14 @@ export function runBatch(executor: PlanExecutor, batch: PackedBatch, ctx: StageC
         }
         b.src[b.rows.length] = i;
         reader.write(values, b.rows);
+        read++;
       } else if (slow.push(sourced(i)) === CHUNK) {
         run(slow);
         slow = [];
       }
     }
     if (slow.length) run(slow);
+    executor.countDirect(read);
   } else {
     for (let from = 0; from < n; from += CHUNK) {
       const chunk: Sourced[] = new Array(Math.min(CHUNK, n - from));
@@ -134,5 +130,5 @@ export function runBatch(executor: PlanExecutor, batch: PackedBatch, ctx: StageC
   }
   const copy = new Map<string, BatchRows>();
   for (const [name, b] of builders) copy.set(name, { ...b.rows.finish(), src: b.src.subarray(0, b.rows.length) });
-  return { copy, other };
+  return { copy, other, stages: executor.takeCounts() };
 }

@@ -1,5 +1,6 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { PlanExecutor } from '../dsl/executor.ts';
+import { optimize } from '../dsl/optimize.ts';
 import type { TopologyPlan } from '../dsl/plan.ts';
 import { errorMessage } from '../errors.ts';
 import type { StageContext, StreamRecord } from '../records.ts';
@@ -13,13 +14,13 @@ import type { PlanRef, WorkerBatch, WorkerCopyOutput, WorkerResult } from './sta
 
 const { plan: ref, directJson } = workerData as { plan: PlanRef; directJson: boolean };
 const factory = (await import(ref.module))[ref.export] as (...args: unknown[]) => TopologyPlan;
-const executor = new PlanExecutor(factory(...ref.args));
-const targets = copyTargets(executor, { directJson });
+const executor = new PlanExecutor(optimize(factory(...ref.args), { directJson }));
+const targets = copyTargets(executor);
 const port = parentPort!;
 const stop = new AbortController();
 
 async function handle(b: WorkerBatch): Promise<void> {
-  const result: WorkerResult = { id: b.id, batch: b, copy: [], deadLetters: [], late: [] };
+  const result: WorkerResult = { id: b.id, batch: b, copy: [], deadLetters: [], late: [], stages: [] };
   const transfer: ArrayBuffer[] = batchBuffers(b);
   try {
     const n = batchSize(b);
@@ -44,8 +45,9 @@ async function handle(b: WorkerBatch): Promise<void> {
       result.copy.push(c);
     }
     result.late = [...late];
+    result.stages = out.stages;
   } catch (err) {
-    port.postMessage({ id: b.id, batch: b, copy: [], deadLetters: [], late: [], error: errorMessage(err) } satisfies WorkerResult, batchBuffers(b));
+    port.postMessage({ id: b.id, batch: b, copy: [], deadLetters: [], late: [], stages: [], error: errorMessage(err) } satisfies WorkerResult, batchBuffers(b));
     return;
   }
   port.postMessage(result, transfer);

@@ -1,5 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import { batchBuffers, type PackedBatch } from '../sources/packed-batch.ts';
+import type { StageCounts } from '../dsl/executor.ts';
+import type { DeadLetterReason } from '../errors.ts';
 import type { BatchRows } from './batch.ts';
 
 /** Starts a worker thread on a TypeScript module: new Worker(TS_WORKER, { workerData: { entry: <file URL>, ... } }). */
@@ -27,8 +29,9 @@ export interface WorkerResult {
   /** The batch as sent, handed back (its buffers transferred both ways): what dead letters and rejected rows are made of. */
   batch: WorkerBatch;
   copy: WorkerCopyOutput[];
-  deadLetters: { src: number; reason: string; message: string }[];
+  deadLetters: { src: number; reason: DeadLetterReason; message: string }[];
   late: [stage: string, count: number][];
+  stages: StageCounts[];
   error?: string;
 }
 
@@ -49,9 +52,8 @@ export class StageWorkers {
       const w = new Worker(TS_WORKER, {
         workerData: { entry: new URL('./stage-worker.ts', import.meta.url).href, plan, directJson },
         // A worker holds a polled batch or two, run 128 records at a time (runtime/batch.ts) so that its objects die
-        // young. Its young generation is capped small: before the chunks, V8's default (or 32 MB) spent less time in GC
-        // than 8 MB, but produce-to-row p99 at 20k records/s rose from ~490 ms to 640-1,760 ms and the steady RSS from
-        // ~265 to ~300 MB (`npm run bench -- latency`, `-- ingest`).
+        // young. Its young generation is capped small: a larger one spends less time in GC but raised the latency p99
+        // and the steady RSS (`npm run bench -- latency`, `-- ingest`; docs/performance.md).
         resourceLimits: { maxOldGenerationSizeMb: 48, maxYoungGenerationSizeMb: 8 },
       });
       w.on('message', (r: WorkerResult) => {

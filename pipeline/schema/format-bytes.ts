@@ -1,7 +1,7 @@
 /**
  * Format checks on ASCII bytes in place, for the direct reader (codec/json-rows.ts): each the same grammar as the
- * check ajv runs on the string (validator.ts decides which applies), without making the string. The uuid and
- * date-time checks on strings were ~40% of the reader's time (`npm run bench -- stages`, `ingest --cpu-prof`).
+ * check ajv runs on the string (validator.ts decides which applies), without making the string, which was a large
+ * part of the reader's time (docs/performance.md).
  * test/unit/schema/format-bytes.test.ts holds each to its string form on generated and mutated values.
  */
 

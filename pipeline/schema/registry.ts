@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
-import { errorMessage, PipelineError } from '../errors.ts';
+import { errorMessage, PipelineError, type DeadLetterReason } from '../errors.ts';
 import { compileSchema, type Validator } from './validator.ts';
 import { decodeWireFormat, encodeWireFormat } from './wire-format.ts';
 
@@ -167,7 +167,7 @@ export async function valueSerializer(topic: string, schema: object, registry: S
   return { schemaId: id, encode: (json) => encodeWireFormat(id, Buffer.from(json)) };
 }
 
-export type Decoded<T> = { ok: true; value: T; schemaId: number | undefined } | { ok: false; reason: string; message: string };
+export type Decoded<T> = { ok: true; value: T; schemaId: number | undefined } | { ok: false; reason: DeadLetterReason; message: string };
 
 /**
  * Message bytes to a validated value. A wire-format message is validated against the schema its id names (from

@@ -1,5 +1,5 @@
-import { CopyEncodeError, encodeCopyRow, encodeCopyValue, type CopyValue } from '../codec/copy-text.ts';
-import { errorMessage } from '../errors.ts';
+import { encodeCopyRow, encodeCopyValue, type CopyValue } from '../codec/copy-text.ts';
+import { CopyEncodeError, errorMessage, type DeadLetterReason } from '../errors.ts';
 import type { StreamRecord } from '../records.ts';
 
 /**
@@ -28,8 +28,8 @@ type WellFormed = string & { isWellFormed(): boolean };
 
 /**
  * FNV-1a over a key's COPY text (its UTF-16 code units). Rows cross from the stage workers with their keys as these
- * numbers rather than as strings: cloning 10,000 strings a batch and hashing them again in a Set cost the main thread
- * ~0.6 CPU s per 1M records (`npm run bench -- ingest --cpu-prof DIR`). Equal hashes are confirmed on the bytes.
+ * numbers rather than as strings: cloning a batch's key strings and hashing them again in a Set was the main thread's
+ * largest cost (docs/performance.md). Equal hashes are confirmed on the bytes.
  */
 export function keyHash(text: string): number {
   let h = FNV_OFFSET;
@@ -85,7 +85,7 @@ export class CopyRowsBuilder {
    * toValues gives a record's column values. A record whose values COPY cannot carry is handed to reject instead
    * (reason unencodable, or map-failed when toValues throws).
    */
-  append(records: StreamRecord[], toValues: (r: StreamRecord) => readonly CopyValue[], reject: (r: StreamRecord, reason: string, message: string) => void): StreamRecord[] {
+  append(records: StreamRecord[], toValues: (r: StreamRecord) => readonly CopyValue[], reject: (r: StreamRecord, reason: DeadLetterReason, message: string) => void): StreamRecord[] {
     const { keyAt } = this;
     const rows: StreamRecord[] = [];
     const keys: number[] = [];
@@ -101,7 +101,7 @@ export class CopyRowsBuilder {
         for (const x of values) if (typeof x === 'string' && !(x as WellFormed).isWellFormed()) throw new CopyEncodeError('a lone UTF-16 surrogate has no UTF-8 form (it would be stored as U+FFFD)');
         line = encodeCopyRow(values);
       } catch (err) {
-        reject(r, (err as { code?: string }).code === 'COPY_UNENCODABLE' ? 'unencodable' : 'map-failed', errorMessage(err));
+        reject(r, err instanceof CopyEncodeError ? 'unencodable' : 'map-failed', errorMessage(err));
         continue;
       }
       lines.push(line);
@@ -184,7 +184,7 @@ export interface EncodedRows extends CopyRows {
 
 /** Encodes records as COPY rows, keyAt the key column (-1: none); see CopyRowsBuilder.append. */
 export function encodeRows(records: StreamRecord[], toValues: (r: StreamRecord) => readonly CopyValue[], keyAt: number,
-  reject: (r: StreamRecord, reason: string, message: string) => void): EncodedRows {
+  reject: (r: StreamRecord, reason: DeadLetterReason, message: string) => void): EncodedRows {
   const b = new CopyRowsBuilder(keyAt, records.length);
   const rows = b.append(records, toValues, reject);
   return { ...b.finish(), rows };

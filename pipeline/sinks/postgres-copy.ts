@@ -1,34 +1,63 @@
 import { finished } from 'node:stream/promises';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { Connection } from '../postgres/db.ts';
-import { isRowError } from '../postgres/db.ts';
+import { isRowError, tableName, withSetupLock } from '../postgres/db.ts';
 import type { DeadLetter } from '../postgres/dead-letters.ts';
+import type { DeadLetterReason } from '../errors.ts';
 import { deadLetterOf } from '../records.ts';
-import { keyField, lineStart, type CopySegment } from './copy-segment.ts';
+import { filterSegment, keyField, lineStart, type CopySegment } from './copy-segment.ts';
+import type { FlushInfo, Sink, SinkSetup } from './sink.ts';
 
 export interface PostgresCopySinkOptions {
-  /** Quoted table name (see tableName()). */
+  /** The sink's name in the plan. */
+  name: string;
+  /** The table name as given (it is checked and quoted here, see tableName()). */
   table: string;
   columns: string[];
   dlqTopic: string;
+  /** CREATE TABLE IF NOT EXISTS $TABLE (...), run at setup; $TABLE becomes the quoted table name. */
+  createSql?: string;
 }
 
 const UNIQUE_VIOLATION = '23505';
 
 /**
- * Appends rows with COPY, inside the transaction the runtime opened for a flush (see runtime/flush.ts).
+ * Appends rows with COPY, inside the transaction the committer opened for a flush (see runtime/committer.ts).
  * A row Postgres rejects (a value out of range, a duplicate key) does not sink the batch: the COPY is retried on
  * halves inside savepoints until the bad rows stand alone, and those go to the dead letters with the database's
  * error. Within a batch, a second row with the same key is a duplicate: the first wins.
  */
-export class PostgresCopySink {
+export class PostgresCopySink implements Sink<CopySegment> {
   private readonly copySql: string;
+  private readonly table: string;
+  readonly name: string;
+  readonly label: string;
   constructor(private readonly o: PostgresCopySinkOptions) {
-    this.copySql = `COPY ${o.table} (${o.columns.join(', ')}) FROM STDIN`;
+    this.name = o.name;
+    this.label = o.table;
+    this.table = tableName(o.table);
+    this.copySql = `COPY ${this.table} (${o.columns.join(', ')}) FROM STDIN`;
+  }
+
+  describe(): string {
+    return `Postgres table ${this.o.table} (COPY, in the flush's transaction)`;
+  }
+
+  async setup(s: SinkSetup): Promise<void> {
+    const sql = this.o.createSql;
+    if (sql) await withSetupLock(s.db, async (t) => { await t.none(sql.replace('$TABLE', this.table)); });
+  }
+
+  without(segments: CopySegment[], partitions: ReadonlySet<number>): CopySegment[] {
+    return segments.map((s) => filterSegment(s, (r) => !partitions.has(r.partition))).filter((s) => s !== undefined);
+  }
+
+  write(conn: Connection, segments: CopySegment[], _flush: FlushInfo, rejected: DeadLetter[]): Promise<number> {
+    return this.copySegments(conn, segments, rejected);
   }
 
   /** Writes the rows of the segments; rejected ones are appended to rejected. Returns the number of rows written. */
-  async write(conn: Connection, segments: CopySegment[], rejected: DeadLetter[]): Promise<number> {
+  async copySegments(conn: Connection, segments: CopySegment[], rejected: DeadLetter[]): Promise<number> {
     const rows = new Rows(segments);
     const before = rejected.length;
     const kept = firstOfEachKey(rows, (s, i) => rejected.push(this.deadLetter(s, i, 'duplicate', IN_BATCH)));
@@ -78,7 +107,7 @@ export class PostgresCopySink {
     await done;
   }
 
-  private deadLetter(s: CopySegment, i: number, reason: string, message: string): DeadLetter {
+  private deadLetter(s: CopySegment, i: number, reason: DeadLetterReason, message: string): DeadLetter {
     return deadLetterOf(s.record(i), this.o.dlqTopic, reason, message);
   }
 }

@@ -1,7 +1,8 @@
 import type { CopyValue } from '../codec/copy-text.ts';
 import type { PostgresWindowSinkSpec } from '../dsl/plan.ts';
-import { pgp, tableName, withSetupLock, type Connection, type Database } from '../postgres/db.ts';
+import { pgp, tableName, withSetupLock, type Connection } from '../postgres/db.ts';
 import type { StreamRecord, Windowed } from '../records.ts';
+import type { FlushInfo, Sink, SinkSetup } from './sink.ts';
 
 export const WATERMARKS_TABLE = 'pipeline_watermarks';
 const NEVER = '-9223372036854775808';
@@ -13,19 +14,33 @@ const NEVER = '-9223372036854775808';
  * closed is merged (combine per column) into the table and its partials removed. The table so holds complete
  * windows only, and a crash anywhere leaves partials, watermarks and offsets in step.
  */
-export class PostgresWindowSink {
+export class PostgresWindowSink implements Sink<StreamRecord> {
   readonly table: string;
+  readonly name: string;
+  readonly label: string;
   private readonly partials: string;
   private readonly cols: string[];
 
   constructor(private readonly spec: PostgresWindowSinkSpec, private readonly applicationId: string, private readonly topic: string) {
+    this.name = spec.name;
+    this.label = spec.table;
     this.table = tableName(spec.table);
     this.partials = tableName(`${spec.table}_partials`);
     this.cols = Object.keys(spec.columns);
     for (const c of [spec.windowStart, spec.windowEnd, spec.keyColumn, ...this.cols]) tableName(c, 'column');
   }
 
-  async init(db: Database, partitions: number): Promise<void> {
+  describe(): string {
+    return `Postgres table ${this.spec.table} (final windows, merged across partitions, in the flush's transaction)`;
+  }
+
+  without(results: StreamRecord[], partitions: ReadonlySet<number>): StreamRecord[] {
+    return results.filter((r) => !partitions.has(r.partition));
+  }
+
+  async setup(setup: SinkSetup): Promise<void> {
+    const { db } = setup;
+    const partitions = await setup.partitions();
     const s = this.spec;
     const colDefs = this.cols.map((c) => `${pgp.as.name(c)} ${s.columns[c].type} NOT NULL`).join(', ');
     const ws = pgp.as.name(s.windowStart);
@@ -45,7 +60,7 @@ export class PostgresWindowSink {
   }
 
   /** Inside the flush transaction. closedThrough: per partition in the flush, event time up to which windows are final. */
-  async write(conn: Connection, results: StreamRecord[], closedThrough: Map<number, number>): Promise<number> {
+  async write(conn: Connection, results: StreamRecord[], { closedThrough }: FlushInfo): Promise<number> {
     const s = this.spec;
     if (results.length) {
       const columns = [s.windowStart, s.windowEnd, s.keyColumn, 'partition', ...this.cols];

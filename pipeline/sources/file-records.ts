@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { PipelineError } from '../errors.ts';
+import { PipelineError, type DeadLetterReason } from '../errors.ts';
 
 /**
  * Records of a CSV or NDJSON file, each with the number of the line it starts on (1-based, as editors count) and
@@ -13,7 +13,7 @@ export type FileFormat = 'csv' | 'ndjson';
 
 export type FileRecord =
   | { ok: true; line: number; nextLine: number; text: string; value: Record<string, unknown> }
-  | { ok: false; line: number; nextLine: number; text: string; reason: string; message: string };
+  | { ok: false; line: number; nextLine: number; text: string; reason: DeadLetterReason; message: string };
 
 export function formatOf(file: string): FileFormat | undefined {
   if (/\.csv$/i.test(file)) return 'csv';
@@ -22,7 +22,7 @@ export function formatOf(file: string): FileFormat | undefined {
 }
 
 /** One NDJSON line: a JSON object, or an error saying why not. */
-export function parseNdjsonLine(text: string): { ok: true; value: Record<string, unknown> } | { ok: false; reason: string; message: string } {
+export function parseNdjsonLine(text: string): { ok: true; value: Record<string, unknown> } | { ok: false; reason: DeadLetterReason; message: string } {
   let value: unknown;
   try {
     value = JSON.parse(text);

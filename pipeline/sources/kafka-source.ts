@@ -2,31 +2,14 @@ import Kafka from 'node-rdkafka';
 import { PipelineError } from '../errors.ts';
 import { clientConfig, type KafkaConfig, type KafkaConnection } from '../kafka/client-config.ts';
 import type { Headers } from '../kafka/producer.ts';
-import { unpackNative, type PackedBatch } from './packed-batch.ts';
+import { unpackNative } from './packed-batch.ts';
+import type { PartitionError, PartitionListener, Polled, Source } from './source.ts';
 
-export interface PartitionListener {
-  /** Returns the offset to start each partition from (-1: from the beginning). */
-  onAssign(partitions: number[]): Promise<Map<number, number>>;
-  /** Called before the partitions are given up; finish or abandon their work here. */
-  onRevoke(partitions: number[]): Promise<void>;
-}
+export type { PartitionError, PartitionListener } from './source.ts';
 
 const ASSIGN = Kafka.CODES.ERRORS.ERR__ASSIGN_PARTITIONS;
 const CONSUME_TIMEOUT_MS = 100;
 const OFFSET_BEGINNING = -2;
-
-/**
- * An error of one partition that librdkafka hands over in place of its messages: a batch it could not decode (a codec
- * the build lacks, a corrupt batch), a message too large for the fetch limits, a fetch error. partition is -1 and
- * offset negative when it is not about one partition or position.
- */
-export interface PartitionError {
-  topic: string;
-  partition: number;
-  offset: number;
-  code: number;
-  message: string;
-}
 
 /** What patches/node-rdkafka-packed.patch adds to the binding's KafkaConsumer. */
 interface NativeConsumer {
@@ -40,14 +23,14 @@ interface NativeConsumer {
  * stored in Postgres), and after a flush the runtime commits to Kafka only so that lag tools see progress.
  * Rebalance events are handled one after another, each finished before the next starts.
  */
-export class KafkaSource {
+export class KafkaSource implements Source {
   private readonly consumer: Kafka.KafkaConsumer;
   private rebalancing: Promise<void> = Promise.resolve();
-  private assigned = new Set<number>();
+  readonly kind = 'kafka';
   /** Bumped whenever the assignment changes; `changing` while a rebalance is being handled. */
   private epoch = 0;
   private changing = false;
-  onStats?: (stats: LibrdkafkaStats) => void;
+  onLag?: (lag: Map<number, number>) => void;
   onError?: (err: Error) => void;
 
   constructor(conn: KafkaConnection, readonly topic: string, readonly groupId: string, private readonly listener: PartitionListener, own: KafkaConfig = {}) {
@@ -61,16 +44,15 @@ export class KafkaSource {
       'session.timeout.ms': 10_000,
       'heartbeat.interval.ms': 2_000,
       'fetch.wait.max.ms': 100,
-      // Prefetch bounded by bytes: 1 MB a partition, 4 MB a fetch, 4 MB queued: a few polls ahead. With stage workers
-      // the ingest read as fast with these as with the earlier 2 MB / 16 MB / 16 MB (0.50 of ceiling A either way) at ~95 MB less
-      // RSS (steady 251 against 341-352 MB; decompressed lz4 batches sit in librdkafka's malloc arenas), and 4 MB /
-      // 50 MB / 32 MB only helps a consumer that does nothing else (`npm run bench -- ingest`, README ## Performance).
+      // Prefetch bounded by bytes: 1 MB a partition, 4 MB a fetch, 4 MB queued: a few polls ahead. Larger prefetches
+      // read no faster with stage workers, and cost RSS (decompressed batches sit in librdkafka's malloc arenas); they
+      // only help a consumer that does nothing else (`npm run bench -- ingest`, docs/performance.md).
       'fetch.max.bytes': 4_194_304,
       'max.partition.fetch.bytes': 1_048_576,
       'queued.max.messages.kbytes': 4_096,
       'queued.min.messages': 50_000,
-      // With a queue this small, librdkafka's default (1 s) idled the fetcher each time the queue filled: a packed read
-      // drains 4 MB in ~20 ms, so orders-ingest read at 47k records/s with the pause and 100k without (bench ingest).
+      // With a queue this small, librdkafka's default (1 s) idles the fetcher each time the queue fills, and a packed
+      // read drains it far sooner than that (docs/performance.md).
       'fetch.queue.backoff.ms': 10,
       'statistics.interval.ms': 5_000,
       // A poll returns as soon as it reaches the end of a partition (node-rdkafka then stops waiting per message),
@@ -81,8 +63,12 @@ export class KafkaSource {
     }), rebalance_cb: rebalanceCb } as Kafka.ConsumerGlobalConfig, { 'auto.offset.reset': 'earliest' });
     this.consumer.setDefaultConsumeTimeout(CONSUME_TIMEOUT_MS);
     this.consumer.on('event.stats', (m: { message: string }) => {
+      if (!this.onLag) return;
       try {
-        this.onStats?.(JSON.parse(m.message) as LibrdkafkaStats);
+        const parts = (JSON.parse(m.message) as LibrdkafkaStats).topics?.[this.topic]?.partitions ?? {};
+        const lag = new Map<number, number>();
+        for (const [p, s] of Object.entries(parts)) if (p !== '-1' && s.consumer_lag >= 0) lag.set(Number(p), s.consumer_lag);
+        this.onLag(lag);
       } catch { /* a statistics event we cannot read is not worth failing for */ }
     });
     this.consumer.on('event.error', (err) => this.onError?.(err as unknown as Error));
@@ -92,10 +78,6 @@ export class KafkaSource {
     await new Promise<void>((resolve, reject) => this.consumer.connect({ timeout: timeoutMs }, (err) =>
       (err ? reject(new PipelineError('KAFKA_UNREACHABLE', `cannot reach Kafka: ${err.message}`, { retriable: true, cause: err })) : resolve())));
     this.consumer.subscribe([this.topic]);
-  }
-
-  get partitions(): number[] {
-    return [...this.assigned];
   }
 
   /** Resolves once no rebalance is being handled. */
@@ -108,11 +90,11 @@ export class KafkaSource {
    * (enable.partition.eof), with what it has, rather than wait to fill the batch. `straddled` says an assignment
    * changed while the poll ran: node-rdkafka's consume runs in a worker thread, so such a poll can hold messages
    * fetched before the change (for partitions revoked, or fetched ahead of the position a new owner starts from) next
-   * to messages fetched after it. The caller must not take them as they are (see StreamTask.accept).
+   * to messages fetched after it. The caller must not take them as they are (see StreamTask.refetch).
    * `errors` come after the messages: librdkafka goes on past a batch it could not decode, so the caller must stop
    * taking that partition's messages at the error's offset.
    */
-  poll(max: number, waitMs = CONSUME_TIMEOUT_MS): Promise<{ batch: PackedBatch; straddled: boolean; errors: PartitionError[] }> {
+  poll(max: number, waitMs = CONSUME_TIMEOUT_MS): Promise<Polled> {
     const epoch = this.epoch;
     return new Promise((resolve, reject) => this.native.consumePacked(waitMs, max, (err, buffer, n, valueBytes, keyBytes, topic, headers, errors) => {
       if (err) reject(new PipelineError('KAFKA_CONSUME', `consume: ${err.message}`, { retriable: true, cause: err }));
@@ -156,12 +138,11 @@ export class KafkaSource {
     if (partitions.length) this.consumer.resume(partitions.map((partition) => ({ topic: this.topic, partition })));
   }
 
-  /** Kafka-side commit, for lag monitoring only; Postgres holds the truth. */
+  /** Kafka-side commit, for lag monitoring only (of partitions the runtime owns); Postgres holds the truth. */
   commitForMonitoring(offsets: { partition: number; offset: number }[]): void {
-    const owned = offsets.filter((o) => this.assigned.has(o.partition));
-    if (!owned.length) return;
+    if (!offsets.length) return;
     try {
-      this.consumer.commit(owned.map((o) => ({ topic: this.topic, partition: o.partition, offset: o.offset })));
+      this.consumer.commit(offsets.map((o) => ({ topic: this.topic, partition: o.partition, offset: o.offset })));
     } catch { /* not assigned any more, or not connected: the next commit will carry it */ }
   }
 
@@ -183,11 +164,9 @@ export class KafkaSource {
             const offset = start.get(partition) ?? -1;
             return { topic: this.topic, partition, offset: offset < 0 ? OFFSET_BEGINNING : offset };
           }));
-          this.assigned = new Set(partitions);
           this.epoch++;
         } else {
           await this.listener.onRevoke(partitions);
-          this.assigned.clear();
           this.consumer.unassign();
           this.epoch++;
         }

@@ -1,3 +1,4 @@
+import type { FunctionStage } from '../errors.ts';
 import type { Stage, StreamRecord } from '../records.ts';
 
 /**
@@ -5,7 +6,7 @@ import type { Stage, StreamRecord } from '../records.ts';
  * They change records in place and return the ones that go on; a throw from user code rejects that record to the
  * dead-letter topic with reason "<stage>-failed" instead of failing the batch.
  */
-function each<I, O>(name: string, fn: (r: StreamRecord<I>, out: StreamRecord<O>[]) => void): Stage<I, O> {
+function each<I, O>(name: FunctionStage, fn: (r: StreamRecord<I>, out: StreamRecord<O>[]) => void): Stage<I, O> {
   return {
     name,
     process(batch, ctx) {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import type Kafka from 'node-rdkafka';
 import { compileJsonRows } from '../../../pipeline/codec/json-rows.ts';
 import { PlanExecutor } from '../../../pipeline/dsl/executor.ts';
+import { optimize } from '../../../pipeline/dsl/optimize.ts';
 import type { StageContext } from '../../../pipeline/records.ts';
 import { copyTargets, runBatch } from '../../../pipeline/runtime/batch.ts';
 import { formatCheck, orderSchema, validateOrder } from '../../../pipeline/schema/validator.ts';
@@ -23,11 +24,12 @@ const messagesOf = (values: (Buffer | null)[]): Kafka.Message[] =>
  */
 function sameAsStages(values: (Buffer | null)[]): number {
   const batch = packMessages('orders', messagesOf(values));
-  const executor = new PlanExecutor(ordersIngestPlan('orders', 'orders_data'));
+  const plan = ordersIngestPlan('orders', 'orders_data');
   const run = (directJson: boolean) => {
+    const executor = new PlanExecutor(optimize(plan, { directJson }));
     const dead: string[] = [];
     const ctx: StageContext = { deadLetter: (r, reason, message) => dead.push(`${r.offset} ${reason}: ${message}`), late: () => undefined };
-    const targets = copyTargets(executor, { directJson });
+    const targets = copyTargets(executor);
     assert.equal(targets.get('to-orders_data')!.direct !== undefined, directJson);
     const rows = runBatch(executor, batch, ctx, targets).copy.get('to-orders_data');
     // Dead letters come in stage order within a chunk, and chunks differ between the two: compared by offset.

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import type Kafka from 'node-rdkafka';
 import { PlanExecutor } from '../../../pipeline/dsl/executor.ts';
+import { optimize } from '../../../pipeline/dsl/optimize.ts';
 import type { StageContext, StreamRecord } from '../../../pipeline/records.ts';
 import { CHUNK, copyTargets, runBatch } from '../../../pipeline/runtime/batch.ts';
 import { encodeRows } from '../../../pipeline/sinks/copy-segment.ts';
@@ -41,7 +42,7 @@ describe('stage workers', () => {
   it('give the same rows and dead letters as the main thread, byte for byte', async () => {
     const messages = batch();
     // The main thread's result.
-    const executor = new PlanExecutor(ordersIngestPlan('orders', 'orders_data'));
+    const executor = new PlanExecutor(optimize(ordersIngestPlan('orders', 'orders_data')));
     const dead: { offset: number; reason: string }[] = [];
     const ctx: StageContext = { deadLetter: (r, reason) => dead.push({ offset: r.offset, reason }), late: () => undefined };
     const local = runBatch(executor, packMessages('orders', messages), ctx, copyTargets(executor)).copy.get('to-orders_data')!;
@@ -84,7 +85,7 @@ describe('stage workers', () => {
     const messages: Kafka.Message[] = [];
     for (let c = 0; c < 5; c++) for (const m of batch()) messages.push({ ...m, offset: messages.length });
     assert.ok(messages.length > 4 * CHUNK);
-    const executor = new PlanExecutor(ordersIngestPlan('orders', 'orders_data'));
+    const executor = new PlanExecutor(optimize(ordersIngestPlan('orders', 'orders_data')));
     const chunked: { offset: number; reason: string }[] = [];
     const out = runBatch(executor, packMessages('orders', messages), { deadLetter: (r, reason) => chunked.push({ offset: r.offset, reason }), late: () => undefined }, copyTargets(executor)).copy.get('to-orders_data')!;
     // One pass: every record through the stages at once, then one encoding.

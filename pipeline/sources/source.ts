@@ -1,0 +1,66 @@
+import type { PackedBatch } from './packed-batch.ts';
+
+/**
+ * An error of one partition that the source hands over in place of its messages: a batch it could not decode (a
+ * codec the build lacks, a corrupt batch), a message too large for the fetch limits, a fetch error. partition is -1
+ * and offset negative when it is not about one partition or position.
+ */
+export interface PartitionError {
+  topic: string;
+  partition: number;
+  offset: number;
+  code: number;
+  message: string;
+}
+
+/** What a poll gives: messages packed, whether an assignment changed while it ran, and the partitions' errors. */
+export interface Polled {
+  batch: PackedBatch;
+  /**
+   * An assignment changed while the poll ran: the batch may mix positions from before the change with positions after
+   * it, so the runtime does not take it as it is (it seeks back and reads again).
+   */
+  straddled: boolean;
+  /** After the messages: the runtime stops taking an erroring partition's messages at the error's offset. */
+  errors: PartitionError[];
+}
+
+/** How a source hands partitions to the runtime and takes them back (a consumer group's rebalance listener). */
+export interface PartitionListener {
+  /** Returns the offset to start each partition from (-1: from the beginning). */
+  onAssign(partitions: number[]): Promise<Map<number, number>>;
+  /** Called before the partitions are given up; finish or abandon their work here. */
+  onRevoke(partitions: number[]): Promise<void>;
+}
+
+/**
+ * Where a topology's records come from: partitions of ordered records, each at an offset, read in packed polls.
+ * The runtime owns the positions (runtime/ledger.ts) and stores them with the committer; the source only reads,
+ * seeks and pauses. Kafka (sources/kafka-source.ts) and a file (sources/file-source.ts) are behind it, and the runtime's
+ * unit tests drive it with an in-memory one.
+ */
+export interface Source {
+  /** The name offsets are stored under (a topic, or file:<path>). */
+  readonly topic: string;
+  /** What it reads, for log lines: 'kafka', 'file'. */
+  readonly kind: string;
+  connect(): Promise<void>;
+  /** Up to max records; an empty batch when none came within a short wait. */
+  poll(max: number): Promise<Polled>;
+  seek(partition: number, offset: number): Promise<void>;
+  pause(partitions: number[]): void;
+  resume(partitions: number[]): void;
+  /** Resolves once no assignment change is being handled. */
+  settled(): Promise<void>;
+  /** The partition's first offset and the offset after its last record, as of now. */
+  watermarks(partition: number): Promise<{ low: number; high: number }>;
+  /** Progress for outside observers only (Kafka's committed offsets for lag tools); the committer holds the truth. */
+  commitForMonitoring(offsets: { partition: number; offset: number }[]): void;
+  disconnect(): Promise<void>;
+  /** Lag per partition, when the source measures it (librdkafka statistics). */
+  onLag?: (lag: Map<number, number>) => void;
+  onError?: (err: Error) => void;
+}
+
+/** Makes the source once the runtime's listener exists (the listener is called from inside the source's polls). */
+export type SourceFactory = (listener: PartitionListener) => Source;
