@@ -1,5 +1,6 @@
-import { deleteTopics, ensureTopics } from '../pipeline/kafka/admin.ts';
-import { KafkaProducer } from '../pipeline/kafka/producer.ts';
+import {
+  deleteTopics, ensureTopics, KafkaProducer,
+} from '../pipeline/index.ts';
 import { OrderFactory } from '../topologies/orders-generator.ts';
 import { num, parseFlags } from './lib/args.ts';
 import { metricSum, runTopology } from './lib/child.ts';

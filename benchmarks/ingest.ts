@@ -1,12 +1,9 @@
+import {
+  batchSize, type Database, deleteTopics, type KafkaConnection, KafkaSource, type Order, pgp, tableName, validateOrder,
+} from '../pipeline/index.ts';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { from as copyFrom } from 'pg-copy-streams';
-import { deleteTopics } from '../pipeline/kafka/admin.ts';
-import { tableName, pgp, type Database } from '../pipeline/postgres/db.ts';
-import { validateOrder, type Order } from '../pipeline/schema/validator.ts';
-import { KafkaSource } from '../pipeline/sources/kafka-source.ts';
-import { batchSize } from '../pipeline/sources/packed-batch.ts';
-import type { KafkaConnection } from '../pipeline/kafka/client-config.ts';
 import { num, parseFlags } from './lib/args.ts';
 import { histogramQuantile, metricSum, runTopology, sampleAt, type TopologyRun } from './lib/child.ts';
 import { benchEnv, fresh, log, machine, type BenchEnv } from './lib/env.ts';

@@ -1,6 +1,6 @@
-import { deleteTopics, ensureTopics } from '../pipeline/kafka/admin.ts';
-import { KafkaProducer } from '../pipeline/kafka/producer.ts';
-import { tableName } from '../pipeline/postgres/db.ts';
+import {
+  deleteTopics, ensureTopics, KafkaProducer, tableName,
+} from '../pipeline/index.ts';
 import { OrderFactory } from '../topologies/orders-generator.ts';
 import { num, parseFlags } from './lib/args.ts';
 import { runTopology } from './lib/child.ts';

@@ -2,7 +2,9 @@
  * npm run bench -- <name> [flags]: throughput and latency benchmarks, each against a ceiling or a baseline
  * measured in the same run. Each prints a table and writes benchmarks/results/<name>-latest.json and an SVG chart.
  */
-import { closeDatabases } from '../pipeline/postgres/db.ts';
+import {
+  closeDatabases,
+} from '../pipeline/index.ts';
 import { ingestBench, ingestHelp } from './ingest.ts';
 import { stagesBench, stagesHelp } from './stages.ts';
 import { generatorBench, generatorHelp } from './generator.ts';

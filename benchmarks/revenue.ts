@@ -1,5 +1,6 @@
-import { deleteTopics } from '../pipeline/kafka/admin.ts';
-import { tableName } from '../pipeline/postgres/db.ts';
+import {
+  deleteTopics, tableName,
+} from '../pipeline/index.ts';
 import { num, parseFlags } from './lib/args.ts';
 import { metricSum, runTopology, sampleAt, topologyRegistered } from './lib/child.ts';
 import { benchEnv, fresh, log, machine } from './lib/env.ts';

@@ -1,10 +1,6 @@
-import type { StageContext, StreamRecord } from '../pipeline/records.ts';
-import { formatCheck, orderSchema, validateOrder, type Order } from '../pipeline/schema/validator.ts';
-import { compileJsonRows } from '../pipeline/codec/json-rows.ts';
-import type { CopyValue } from '../pipeline/codec/copy-text.ts';
-import { CopyRowsBuilder, encodeRows } from '../pipeline/sinks/copy-segment.ts';
-import { parseJson } from '../pipeline/stages/parse-json.ts';
-import { validate } from '../pipeline/stages/validate.ts';
+import {
+  compileJsonRows, CopyRowsBuilder, type CopyValue, encodeRows, formatCheck, type Order, orderSchema, parseJson, type StageContext, type StreamRecord, validate, validateOrder,
+} from '../pipeline/index.ts';
 import { ORDER_COLUMNS, orderRow } from '../topologies/orders-ingest-plan.ts';
 import { OrderFactory } from '../topologies/orders-generator.ts';
 import { num, parseFlags } from './lib/args.ts';

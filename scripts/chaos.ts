@@ -12,20 +12,17 @@
  * Restarts need the embedded default (pipeline/local); with KAFKA_BROKERS / DATABASE_URL pointing elsewhere the
  * matching restart is skipped and said so.
  */
+import {
+  clientConfig, closeDatabases, ConfigError, database, type Database, deleteTopics, ensureTopics, errorMessage, helpText, kafkaConnection, type KafkaConnection, type OptionSpec, parseArgs, projectRoot, tableName, topicName,
+} from '../pipeline/index.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Kafka from 'node-rdkafka';
-import { helpText, parseArgs, type OptionSpec } from '../pipeline/config/options.ts';
-import { ConfigError, errorMessage } from '../pipeline/errors.ts';
 import { prng } from '../topologies/orders-generator.ts';
-import { deleteTopics, ensureTopics, topicName } from '../pipeline/kafka/admin.ts';
-import { clientConfig, kafkaConnection, type KafkaConnection } from '../pipeline/kafka/client-config.ts';
 import { ensureInfrastructure, kafkaStatus, localDatabaseUrl, localKafkaBrokers, postgresStatus, startKafka, startPostgres, stopKafka, stopPostgres } from '../pipeline/local/index.ts';
-import { projectRoot } from '../pipeline/local/paths.ts';
-import { closeDatabases, database, tableName, type Database } from '../pipeline/postgres/db.ts';
 
 const SPECS: OptionSpec[] = [
   { name: 'records', type: 'int', min: 1, default: 500_000, help: 'orders the generator produces' },

@@ -1,11 +1,7 @@
+import {
+  clientConfig, errorMessage, JsonDeserializer, PipelineError, Progress, registryFromEnv, retry, sleep, topicName, type Topology, valueSubject,
+} from '../pipeline/index.ts';
 import Kafka from 'node-rdkafka';
-import { topicName } from '../pipeline/kafka/admin.ts';
-import { clientConfig } from '../pipeline/kafka/client-config.ts';
-import { errorMessage, PipelineError } from '../pipeline/errors.ts';
-import { Progress } from '../pipeline/runtime/progress.ts';
-import { retry, sleep } from '../pipeline/runtime/retry.ts';
-import { JsonDeserializer, registryFromEnv, valueSubject } from '../pipeline/schema/registry.ts';
-import type { Topology } from '../pipeline/topology.ts';
 import { validateCar, type Car } from './cars-producer.ts';
 
 /** One line per car, as consumer.py printed its Car objects. */

@@ -1,11 +1,7 @@
+import {
+  compileSchema, ensureTopics, KafkaProducer, loadSchema, Progress, registryFromEnv, retry, topicName, type Topology, valueSerializer,
+} from '../pipeline/index.ts';
 import crypto from 'node:crypto';
-import { ensureTopics, topicName } from '../pipeline/kafka/admin.ts';
-import { KafkaProducer } from '../pipeline/kafka/producer.ts';
-import { Progress } from '../pipeline/runtime/progress.ts';
-import { retry } from '../pipeline/runtime/retry.ts';
-import { registryFromEnv, valueSerializer } from '../pipeline/schema/registry.ts';
-import { compileSchema, loadSchema } from '../pipeline/schema/validator.ts';
-import type { Topology } from '../pipeline/topology.ts';
 
 /** A car as schemas/car.schema.json describes it, and as the original producer.py sent it. */
 export interface Car {

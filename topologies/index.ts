@@ -1,4 +1,6 @@
-import type { Topology } from '../pipeline/topology.ts';
+import {
+  type Topology,
+} from '../pipeline/index.ts';
 import { carsConsumer } from './cars-consumer.ts';
 import { carsProducer } from './cars-producer.ts';
 import { ordersFile } from './orders-file.ts';

@@ -1,5 +1,7 @@
+import {
+  encodeWireFormat,
+} from '../pipeline/builder.ts';
 import { parentPort, workerData } from 'node:worker_threads';
-import { encodeWireFormat } from '../pipeline/schema/wire-format.ts';
 import type { OrderBatch, OrderBatchOptions } from './order-batches.ts';
 import { INVALID_KINDS, OrderFactory } from './order-factory.ts';
 

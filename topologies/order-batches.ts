@@ -1,5 +1,7 @@
+import {
+  TS_WORKER,
+} from '../pipeline/index.ts';
 import { Worker } from 'node:worker_threads';
-import { TS_WORKER } from '../pipeline/runtime/stage-workers.ts';
 import { INVALID_KINDS, type EventTimeOptions, type InvalidKind } from './order-factory.ts';
 
 /** What the generator's worker makes for one request: n orders as bytes, ready to produce. */

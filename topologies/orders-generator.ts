@@ -1,13 +1,8 @@
+import {
+  Aborted, ConfigError, ensureTopics, KafkaProducer, orderSchema, Progress, registryFromEnv, retry, sleep, topicName, type Topology, valueSerializer,
+} from '../pipeline/index.ts';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import { ensureTopics, topicName } from '../pipeline/kafka/admin.ts';
-import { KafkaProducer } from '../pipeline/kafka/producer.ts';
-import { Progress } from '../pipeline/runtime/progress.ts';
-import { Aborted, retry, sleep } from '../pipeline/runtime/retry.ts';
-import { registryFromEnv, valueSerializer } from '../pipeline/schema/registry.ts';
-import { orderSchema } from '../pipeline/schema/validator.ts';
-import type { Topology } from '../pipeline/topology.ts';
-import { ConfigError } from '../pipeline/errors.ts';
 import { invalidKindOf, OrderBatches, type OrderBatch } from './order-batches.ts';
 
 export { INVALID_KINDS, OrderFactory, prng, UuidV7, type EventTimeOptions, type GeneratedOrder, type InvalidKind } from './order-factory.ts';

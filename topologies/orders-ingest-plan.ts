@@ -1,8 +1,6 @@
-import type { CopyValue } from '../pipeline/codec/copy-text.ts';
-import { StreamsBuilder } from '../pipeline/dsl/builder.ts';
-import type { TopologyPlan } from '../pipeline/dsl/plan.ts';
-import { registryFromEnv } from '../pipeline/schema/registry.ts';
-import { validateOrder, type Order } from '../pipeline/schema/validator.ts';
+import {
+  type CopyValue, type Order, registryFromEnv, StreamsBuilder, type TopologyPlan, validateOrder,
+} from '../pipeline/builder.ts';
 
 // The plan alone, apart from the topology that runs it: stage workers import this module to build their own copy,
 // and a worker must not load node-rdkafka (it cannot run in a worker thread).

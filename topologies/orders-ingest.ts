@@ -1,6 +1,8 @@
-import type { Topology } from '../pipeline/topology.ts';
+import {
+  type Topology,
+} from '../pipeline/index.ts';
 import { ordersIngestPlan } from './orders-ingest-plan.ts';
-import { consumerOptions, describePlan, dlqTopicOf, genericJsonOption, runPlan, stageThreadsOption, validateNames } from './run-plan.ts';
+import { consumerOptions, describePlan, dlqTopicOf, genericJsonOption, runWithFlags, stageThreadsOption, validateNames } from './run-plan.ts';
 
 export { ORDER_COLUMNS, orderRow, ORDERS_TABLE_SQL, ordersIngestPlan } from './orders-ingest-plan.ts';
 
@@ -8,8 +10,7 @@ export { ORDER_COLUMNS, orderRow, ORDERS_TABLE_SQL, ordersIngestPlan } from './o
  * Records per flush, and flushes written at once, by default. The flush is what bounds the ingest once records are
  * read straight into rows: each waits on a few round trips and on the stage worker besides its COPY. Two lanes of
  * 10,000 (each its own connection, transaction and offsets, for half the partitions) keep Postgres busier than one
- * of 20,000, for the same memory: 280k, 281k, 283k against 256k, 271k, 256k records/s in the same minutes (and one
- * lane of 20,000 had beaten one of 10,000 by 10-15%) (`npm run bench -- ingest --compare "..."`).
+ * of 20,000, for the same memory (`npm run bench -- ingest --compare "..."`; docs/performance.md).
  */
 export const INGEST_BATCH_SIZE = 10_000;
 export const INGEST_SINK_CONNECTIONS = 2;
@@ -27,6 +28,6 @@ export const ordersIngest: Topology = {
   validate: validateNames,
   topics: (v) => ({ reads: [v.topic as string], writes: [dlqTopicOf(v)] }),
   describe: (v) => describePlan(ordersIngestPlan(v.topic as string, v.table as string), v),
-  run: (ctx, v) => runPlan('orders-ingest', ordersIngestPlan(v.topic as string, v.table as string), ctx, v,
+  run: (ctx, v) => runWithFlags('orders-ingest', ordersIngestPlan(v.topic as string, v.table as string), ctx, v,
     { module: new URL('./orders-ingest-plan.ts', import.meta.url).href, export: 'ordersIngestPlan', args: [v.topic, v.table] }),
 };

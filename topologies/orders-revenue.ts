@@ -1,11 +1,7 @@
-import { StreamsBuilder } from '../pipeline/dsl/builder.ts';
-import type { TopologyPlan } from '../pipeline/dsl/plan.ts';
-import { tableName } from '../pipeline/postgres/db.ts';
-import { validateOrder, type Order } from '../pipeline/schema/validator.ts';
-import type { Topology } from '../pipeline/topology.ts';
-import { registryFromEnv } from '../pipeline/schema/registry.ts';
-import { TimeWindows } from '../pipeline/windows/windows.ts';
-import { consumerOptions, describePlan, dlqTopicOf, runPlan, validateNames } from './run-plan.ts';
+import {
+  type Order, registryFromEnv, StreamsBuilder, tableName, TimeWindows, type Topology, type TopologyPlan, validateOrder,
+} from '../pipeline/index.ts';
+import { consumerOptions, describePlan, dlqTopicOf, runWithFlags, validateNames } from './run-plan.ts';
 
 /** Money in integer cents: a price has at most two decimals (the schema decides that exactly), so this is exact. */
 export const toCents = (price: number): number => Math.round(price * 100);
@@ -77,5 +73,5 @@ export const ordersRevenue: Topology = {
     tableName(`${v.table as string}_partials`);
   },
   describe: (v) => describePlan(plan(v), v),
-  run: (ctx, v) => runPlan('orders-revenue', plan(v), ctx, v),
+  run: (ctx, v) => runWithFlags('orders-revenue', plan(v), ctx, v),
 };

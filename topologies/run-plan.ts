@@ -1,13 +1,7 @@
-import { ensureTopics, topicName } from '../pipeline/kafka/admin.ts';
-import { tableName } from '../pipeline/postgres/db.ts';
-import { describeMermaid, describeText, type TopologyPlan } from '../pipeline/dsl/plan.ts';
-import { DeadLetterRelay } from '../pipeline/postgres/dead-letters.ts';
-import { Progress } from '../pipeline/runtime/progress.ts';
-import { Aborted, retry } from '../pipeline/runtime/retry.ts';
-import type { PlanRef } from '../pipeline/runtime/stage-workers.ts';
-import { MAX_POLL_RECORDS, StreamTask } from '../pipeline/runtime/stream-task.ts';
-import type { OptionSpec, OptionValues } from '../pipeline/config/options.ts';
-import type { TopologyContext } from '../pipeline/topology.ts';
+import {
+  describeMermaid, describeText, MAX_POLL_RECORDS, optimize, runPlan, tableName, topicName,
+  type OptionSpec, type OptionValues, type PlanRef, type RunPlanSettings, type TopologyContext, type TopologyPlan,
+} from '../pipeline/index.ts';
 
 /** The flags every topology that consumes a topic into Postgres takes. */
 export const consumerOptions = (defaults: { group: string; batch: number; lanes?: number }): OptionSpec[] => [
@@ -48,49 +42,26 @@ export function validateNames(v: OptionValues): void {
 
 /** --describe (text) or --describe=mermaid of a plan. */
 export function describePlan(plan: TopologyPlan, v: OptionValues): string {
-  return v.describe === 'mermaid' ? describeMermaid(plan, dlqTopicOf(v)) : describeText(plan, dlqTopicOf(v));
+  const optimized = optimize(plan, { directJson: !v['generic-json'] });
+  return v.describe === 'mermaid' ? describeMermaid(optimized, dlqTopicOf(v)) : describeText(optimized, dlqTopicOf(v));
 }
 
-/**
- * Runs a plan on the runtime with the common flags: topics created, offsets in Postgres, dead letters relayed.
- * planRef names the function that built the plan, for stage workers to build their own (--stage-threads).
- */
-export async function runPlan(name: string, plan: TopologyPlan, ctx: TopologyContext, v: OptionValues, planRef?: PlanRef): Promise<void> {
-  const dlqTopic = dlqTopicOf(v);
-  const partitions = v.partitions as number;
-  try {
-    await retry('creating topics', () => ensureTopics(ctx.kafka, [{ name: plan.topic, partitions }, { name: dlqTopic, partitions }]), ctx.log, ctx.signal);
-  } catch (err) {
-    if (err instanceof Aborted) return;
-    throw err;
-  }
-  const db = ctx.database();
-  const task = new StreamTask({
-    topology: name,
-    conn: ctx.kafka,
-    db,
-    plan,
+/** The common flags of a topology that consumes a topic into Postgres, read once into the runtime's settings. */
+export function runSettings(v: OptionValues): RunPlanSettings {
+  return {
+    partitions: v.partitions as number,
+    dlqTopic: dlqTopicOf(v),
     groupId: v['group-id'] as string,
-    dlqTopic,
-    relay: new DeadLetterRelay(db, ctx.kafka, ctx.metrics, ctx.log),
     batch: { maxRecords: v['batch-size'] as number, maxWaitMs: v['batch-wait-ms'] as number },
     maxPollRecords: v['max-poll-records'] as number,
     lanes: v['sink-connections'] as number,
     stageThreads: (v['stage-threads'] as number | undefined) ?? 0,
-    planRef,
     directJson: !v['generic-json'],
     stopWhenIdleMs: v['stop-when-idle'] === undefined ? undefined : (v['stop-when-idle'] as number) * 1000,
-    drain: ctx.drain,
-    metrics: ctx.metrics,
-    progress: new Progress(name, 'rec'),
-    log: ctx.log,
-    signal: ctx.signal,
-  });
-  const readiness = setInterval(() => ctx.setReady(task.ready), 500);
-  readiness.unref();
-  try {
-    await task.run();
-  } finally {
-    clearInterval(readiness);
-  }
+  };
+}
+
+/** Runs a plan on the runtime with the common flags (see runPlan). */
+export function runWithFlags(name: string, plan: TopologyPlan, ctx: TopologyContext, v: OptionValues, planRef?: PlanRef): Promise<void> {
+  return runPlan(name, plan, ctx, runSettings(v), planRef);
 }

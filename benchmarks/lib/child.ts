@@ -1,7 +1,9 @@
+import {
+  projectRoot,
+} from '../../pipeline/index.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
-import { projectRoot } from '../../pipeline/local/paths.ts';
 
 export const TICKS = 100; // USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s on Linux
 

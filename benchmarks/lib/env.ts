@@ -1,8 +1,9 @@
+import {
+  database, type Database, kafkaConnection, type KafkaConnection,
+} from '../../pipeline/index.ts';
 import crypto from 'node:crypto';
 import os from 'node:os';
 import { ensureInfrastructure, type Endpoints } from '../../pipeline/local/index.ts';
-import { kafkaConnection, type KafkaConnection } from '../../pipeline/kafka/client-config.ts';
-import { database, type Database } from '../../pipeline/postgres/db.ts';
 
 export interface BenchEnv {
   endpoints: Endpoints;

@@ -1,7 +1,9 @@
+import {
+  localRoot,
+} from '../../pipeline/index.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import { kafkaStatus } from '../../pipeline/local/index.ts';
-import { localRoot } from '../../pipeline/local/paths.ts';
 import { procSample, TICKS } from './child.ts';
 
 /**

@@ -1,10 +1,7 @@
-import { ensureTopics } from '../../pipeline/kafka/admin.ts';
+import {
+  type Database, encodeCopyRow, ensureTopics, type KafkaConnection, KafkaProducer, type Order,
+} from '../../pipeline/index.ts';
 import { orderRow, ORDERS_TABLE_SQL } from '../../topologies/orders-ingest-plan.ts';
-import type { Order } from '../../pipeline/schema/validator.ts';
-import type { KafkaConnection } from '../../pipeline/kafka/client-config.ts';
-import { KafkaProducer } from '../../pipeline/kafka/producer.ts';
-import { encodeCopyRow } from '../../pipeline/codec/copy-text.ts';
-import type { Database } from '../../pipeline/postgres/db.ts';
 import { OrderFactory, type EventTimeOptions } from '../../topologies/orders-generator.ts';
 
 /** The columns orders-ingest writes, and the table it creates (kept identical here so every comparator writes the same). */

@@ -1,6 +1,8 @@
+import {
+  projectRoot,
+} from '../../pipeline/index.ts';
 import fs from 'node:fs';
 import path from 'node:path';
-import { projectRoot } from '../../pipeline/local/paths.ts';
 
 export const resultsDir = path.join(projectRoot, 'benchmarks', 'results');
 
