@@ -36,7 +36,7 @@ export interface PartitionListener {
 /**
  * Where a topology's records come from: partitions of ordered records, each at an offset, read in packed polls.
  * The runtime owns the positions (runtime/ledger.ts) and stores them with the committer; the source only reads,
- * seeks and pauses. Kafka (sources/kafka-source.ts) and a file (sources/file-source.ts) are behind it, and the runtime's
+ * seeks and pauses. Kafka (sources/kafka-source.ts) is behind it (a file source is next, for orders-file), and the runtime's
  * unit tests drive it with an in-memory one.
  */
 export interface Source {
