@@ -62,6 +62,12 @@ export class PartitionLedger {
     return moves;
   }
 
+  /** Whether any partition that `include` accepts has records taken and not yet in a prepared flush. */
+  hasUnprepared(include: (partition: number) => boolean): boolean {
+    for (const p of this.positions.values()) if (p.taken > p.prepared && include(p.partition)) return true;
+    return false;
+  }
+
   /** A flush committed: its partitions still owned now start from where it ended. */
   committed(moves: readonly OffsetMove[]): void {
     for (const m of moves) {

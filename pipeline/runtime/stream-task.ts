@@ -406,13 +406,10 @@ export class StreamTask {
   private async startFlush(index: number): Promise<void> {
     const lane = this.lanes[index];
     await this.dispatcher.drain();
-    if (lane.writing) {
-      this.o.observer.paused(true);
-      await this.settle(lane);
-      this.o.observer.paused(false);
-    } else {
-      await this.settle(lane);
-    }
+    const waits = lane.writing; // backpressure: the lane's flush in flight holds the loop
+    if (waits) this.o.observer.paused(true);
+    await this.settle(lane);
+    if (waits) this.o.observer.paused(false);
     await this.source.settled();
     const pending = lane.pending;
     lane.pending = new PendingBatch();
@@ -477,8 +474,7 @@ export class StreamTask {
       if (!pending.count || !partitions.some((p) => p % this.lanes.length === i)) continue;
       pending.drop(set, this.sinks);
       // Records of other partitions of the lane may remain; the count only decides when the flush is due.
-      const others = this.ledger.partitions().some((p) => !set.has(p) && p % this.lanes.length === i && this.ledger.position(p)!.taken > this.ledger.position(p)!.prepared);
-      if (!others) pending.count = 0;
+      if (!this.ledger.hasUnprepared((p) => !set.has(p) && p % this.lanes.length === i)) pending.count = 0;
     }
   }
 

@@ -10,8 +10,8 @@ export function sinkOf(spec: SinkSpec, o: { applicationId: string; sourceTopic: 
     case 'postgres':
       return new PostgresCopySink({ name: spec.name, table: spec.table, columns: spec.columns, dlqTopic: o.dlqTopic, createSql: spec.createSql });
     case 'postgres-windows':
-      return new PostgresWindowSink(spec, o.applicationId, o.sourceTopic) as Sink;
+      return new PostgresWindowSink(spec, o.applicationId, o.sourceTopic);
     case 'topic':
-      return new TopicSink(spec) as Sink;
+      return new TopicSink(spec);
   }
 }

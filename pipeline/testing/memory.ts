@@ -32,7 +32,6 @@ export class MemorySource implements Source {
   pollLimit = Infinity;
   onLag?: (lag: Map<number, number>) => void;
   onError?: (err: Error) => void;
-  polls = 0;
 
   constructor(readonly topic: string, private readonly listener: PartitionListener, private readonly initial: number[] = [0]) {}
 
@@ -78,7 +77,6 @@ export class MemorySource implements Source {
   }
 
   async poll(max: number): Promise<Polled> {
-    this.polls++;
     await new Promise((resolve) => setImmediate(resolve));
     const out: Kafka.Message[] = [];
     const limit = Math.min(max, this.pollLimit);
@@ -123,9 +121,6 @@ export class MemorySource implements Source {
   }
 }
 
-/** What a MemoryCommitter holds of one sink: every record committed to it, in commit order. */
-export type Committed = StreamRecord[];
-
 /**
  * A committer that keeps its truth in memory, with the rules of the Postgres one: a commit moves each partition's
  * offset only from the value it expects (or throws FencedError, and applies nothing), and applies all of a flush or
@@ -134,7 +129,8 @@ export type Committed = StreamRecord[];
 export class MemoryCommitter implements Committer {
   readonly kind = 'memory';
   readonly stored = new Map<number, number>();
-  readonly committed = new Map<string, Committed>();
+  /** Every record committed to each sink, in commit order, by sink name. */
+  readonly committed = new Map<string, StreamRecord[]>();
   readonly deadLetters: DeadLetter[] = [];
   readonly changelogs = new Map<string, ChangelogEntry[]>();
   readonly plans: FlushPlan[] = [];
