@@ -1,17 +1,12 @@
-import {
-  ConfigError, countLines, type Database, type DeadLetter, type DeadLetterReason, DeadLetterRelay, encodeRows, ensureDeadLetterTable, ensureOffsetsTable, ensureTopics, errorMessage, FencedError, type FileFormat, formatOf, inFlushTransaction, isRetriable, KafkaProducer, loadOffsets, numericProperties, type Order, orderSchema, PostgresCopySink, Progress, readFileRecords, registryFromEnv, retry, segmentOf, sleep, type StreamRecord, tableName, topicName, type Topology, validateOrder, valueSerializer, type ValueSerializer, withSetupLock,
-} from '../pipeline/index.ts';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import {
+  ConfigError, countLines, ensureTopics, FileSource, formatOf, lineReader, MAX_POLL_RECORDS, numericProperties, type Order, orderSchema,
+  readCsvHeader, readFileRecords, registryFromEnv, retry, runPlan, StreamsBuilder, tableName, topicName, type FileFormat, type Stage,
+  type StreamRecord, type Topology, type TopologyPlan, validateOrder, valueSerializer, type ValueSerializer,
+} from '../pipeline/index.ts';
 import { ORDER_COLUMNS, orderRow, ORDERS_TABLE_SQL } from './orders-ingest.ts';
-
-/** The orders_data table, the same shape orders-ingest writes (created when missing). */
-async function ensureOrdersTable(db: Database, table: string): Promise<void> {
-  await withSetupLock(db, async (t) => {
-    await t.none(ORDERS_TABLE_SQL.replace('$TABLE', table));
-  });
-}
 
 /** RFC 9562 name-based UUID (version 5, SHA-1) in a namespace of this project. */
 const NAMESPACE = Buffer.from('6f2d1c9e4b7a4e0f9a51d3c8b2e7f401', 'hex');
@@ -37,34 +32,65 @@ export function replayOrder(value: Record<string, unknown>, replay: number, stri
   return out;
 }
 
+/** What the lines of a file become: orders (replayed ones with fresh ids and numbers), or dead letters. */
+export interface FileOrdersOptions {
+  format: FileFormat;
+  /** The CSV header (line 1). */
+  header: string[] | undefined;
+  /** Lines of the file when it is looped (positions are replay × lines + line), else undefined. */
+  lines: number | undefined;
+  /** The largest order number in the file: replay r moves numbers up by r × stride. */
+  stride: number;
+  group: string;
+}
+
 /**
- * A position in a looped file as one number for pipeline_offsets: replay × lines + the next line (1-based).
- * The end of replay r and the start of replay r+1 are the same number, as they are the same place.
+ * The stage that reads a file's lines (FileSource) as orders: parse (CSV by the header, or NDJSON), the replay's
+ * fresh ids and numbers, validate. A line that cannot be read or is not a valid order is its dead letter, with a
+ * message that starts with its line number; a valid one goes on keyed by its order_id.
  */
-export function encodePosition(replay: number, nextLine: number, lines: number): number {
-  return replay * lines + nextLine;
-}
-export function decodePosition(stored: number, lines: number | undefined): { replay: number; nextLine: number } {
-  if (stored <= 0) return { replay: 0, nextLine: 1 };
-  if (!lines) return { replay: 0, nextLine: stored };
-  const replay = Math.floor((stored - 1) / lines);
-  return { replay, nextLine: stored - replay * lines };
+export function fileOrders(o: FileOrdersOptions): Stage<Buffer | null, Order> {
+  const read = lineReader(o.format, o.header, numericProperties(orderSchema()));
+  const validator = validateOrder();
+  return {
+    name: 'file-orders',
+    process(batch, ctx) {
+      const out: StreamRecord<Order>[] = [];
+      for (const r of batch) {
+        const position = r.offset;
+        const replay = o.lines ? Math.floor((position - 1) / o.lines) : 0;
+        const line = position - replay * (o.lines ?? 0);
+        const rec = read({ line, text: r.raw!.toString() });
+        if (!rec.ok) {
+          ctx.deadLetter(r, rec.reason, rec.message);
+          continue;
+        }
+        const value = replayOrder(rec.value, replay, o.stride, o.group);
+        if (!validator(value)) {
+          ctx.deadLetter(r, 'schema', `line ${line}: ${validator.errorText()}`);
+          continue;
+        }
+        // Stages change records in place (records.ts): this one becomes its order.
+        const order = r as StreamRecord<unknown> as StreamRecord<Order>;
+        order.value = value;
+        order.key = value.order_id;
+        out.push(order);
+      }
+      return out;
+    },
+  };
 }
 
-interface Item {
-  line: number;
-  text: string;
-  order: Order;
-}
-
-class Batch {
-  items: Item[] = [];
-  deadLetters: DeadLetter[] = [];
-  next = 0;
-  startedAt = Date.now();
-  get count(): number {
-    return this.items.length + this.deadLetters.length;
+/** A file's orders into the orders table, or into a topic (then serialized as the registry, if any, says). */
+export function ordersFilePlan(source: string, o: FileOrdersOptions, sink: { table: string } | { topic: string; serializer: ValueSerializer }): TopologyPlan {
+  const b = new StreamsBuilder('orders-file');
+  const orders = b.stream(source).process<string, Order>(`parse ${o.format} -> replay -> validate (schemas/order.schema.json)`, () => fileOrders(o));
+  if ('table' in sink) {
+    orders.toPostgres({ table: sink.table, columns: ORDER_COLUMNS, row: orderRow, keyColumn: 'order_id', createSql: ORDERS_TABLE_SQL });
+  } else {
+    orders.toTopic(sink.topic, (order) => ({ key: order.order_id, value: sink.serializer.encode(JSON.stringify(order)) }));
   }
+  return b.build();
 }
 
 export const ordersFile: Topology = {
@@ -105,156 +131,46 @@ export const ordersFile: Topology = {
       v['to-topic']
         ? `  sink    topic ${topic} (idempotent producer, key = order_id; position committed after every acknowledged batch)`
         : `  sink    Postgres table ${v.table} (COPY, rows + file position in one transaction)`,
-      `  dlq     topic ${(v['dlq-topic'] as string | undefined) ?? `${topic}.dlq`} (through outbox table pipeline_dead_letters; source.offset = line number)`,
+      `  dlq     topic ${(v['dlq-topic'] as string | undefined) ?? `${topic}.dlq`} (through outbox table pipeline_dead_letters; source.offset = the line number, with --loop replay × lines + line)`,
     ].join('\n');
   },
   async run(ctx, v) {
     const file = fs.realpathSync(path.resolve(v.file as string));
     const format = ((v.format as string | undefined) ?? formatOf(file)) as FileFormat;
-    const source = `file:${file}`;
     const loop = v.loop === true;
-    const rate = (v.rate as number | undefined) ?? (loop ? 1000 : 0);
     const toTopic = v['to-topic'] === true;
     const topic = v.topic as string;
     const dlqTopic = (v['dlq-topic'] as string | undefined) ?? `${topic}.dlq`;
-    const table = tableName(v.table as string);
     const groupId = (v['group-id'] as string | undefined) ?? 'orders-file';
-    const batchSize = v['batch-size'] as number;
-    const batchWaitMs = v['batch-wait-ms'] as number;
-    const db = ctx.database();
     const partitions = v.partitions as number;
-
-    const setup = async () => {
-      await ensureTopics(ctx.kafka, [{ name: dlqTopic, partitions }, ...(toTopic ? [{ name: topic, partitions }] : [])]);
-      await ensureOffsetsTable(db);
-      await ensureDeadLetterTable(db);
-      if (!toTopic) await ensureOrdersTable(db, table);
-    };
-    try {
-      await retry('preparing topics and tables', setup, ctx.log, ctx.signal);
-    } catch {
-      return; // stopped while waiting
-    }
     const numeric = numericProperties(orderSchema());
-    const lines = loop ? await countLines(file) : undefined;
-    const stride = loop ? await largestOrderNumber(file, format, numeric) : 0;
-    const stored = (await retry('reading the file position', () => loadOffsets(db, groupId, source, [0]), ctx.log, ctx.signal)).get(0) ?? -1;
-    let expected = stored;
-    let { replay, nextLine } = decodePosition(stored, lines);
-    ctx.log(`loading ${file} (${format}) from line ${nextLine}${loop ? `, replay ${replay}` : ''} into ${toTopic ? `topic ${topic}` : `table ${v.table}`}`);
-
-    let producer: KafkaProducer | undefined;
-    let serializer: ValueSerializer | undefined;
-    if (toTopic) {
-      serializer = await retry('registering the order schema', () => valueSerializer(topic, orderSchema(), registryFromEnv()), ctx.log, ctx.signal);
-      producer = new KafkaProducer(ctx.kafka, { 'client.id': 'orders-file' });
-      await retry('connecting to Kafka', () => producer!.connect(), ctx.log, ctx.signal);
-    }
-    const relay = new DeadLetterRelay(db, ctx.kafka, ctx.metrics, ctx.log);
-    relay.start();
-    ctx.setReady(true);
-    const validator = validateOrder();
-    const sink = new PostgresCopySink({ name: `to-${v.table as string}`, table: v.table as string, columns: ORDER_COLUMNS, dlqTopic });
-    const progress = new Progress('orders-file', 'rec');
-    progress.start();
-
-    const flush = async (batch: Batch) => {
-      if (!batch.count) return;
-      if (producer && serializer && batch.items.length) {
-        for (const it of batch.items) await producer.produce({ topic, key: it.order.order_id, value: serializer.encode(JSON.stringify(it.order)) });
-        await producer.flush(120_000);
-      }
-      const move = { partition: 0, expected, next: batch.next };
-      for (let attempt = 0; ; attempt++) {
-        try {
-          const r = await writeBatch(db, sink, toTopic, source, groupId, move, batch, dlqTopic);
-          progress.invalid += batch.deadLetters.length + r.rejected;
-          ctx.metrics.rowsWritten.inc({ topology: 'orders-file', table: v.table as string }, r.written);
-          if (batch.deadLetters.length + r.rejected) relay.poke();
-          break;
-        } catch (err) {
-          if (err instanceof FencedError || !isRetriable(err)) throw err;
-          // Whatever became of the transaction, Postgres says where the file stands: retry, or go on if it landed.
-          const now = (await retry('reading the file position', () => loadOffsets(db, groupId, source, [0]), ctx.log)).get(0);
-          if (now === move.next) break;
-          if (now !== move.expected) throw new FencedError(source, [0]);
-          if (attempt === 0 || attempt % 10 === 0) ctx.log(`flush failed, retrying: ${errorMessage(err)}`);
-          await sleep(Math.min(5000, 250 * 2 ** Math.min(attempt, 5)));
-        }
-      }
-      expected = batch.next;
-      progress.total += batch.count;
+    const options: FileOrdersOptions = {
+      format, group: groupId,
+      header: format === 'csv' ? await readCsvHeader(file) : undefined,
+      lines: loop ? await countLines(file) : undefined,
+      stride: loop ? await largestOrderNumber(file, format, numeric) : 0,
     };
-
-    const startedAt = Date.now();
-    let sent = 0;
-    let batch = new Batch();
-    try {
-      reading: for (;;) {
-        for await (const rec of readFileRecords(file, format, nextLine, numeric)) {
-          if (ctx.signal.aborted) break reading;
-          if (rate > 0) {
-            while (sent >= ((Date.now() - startedAt) * rate) / 1000 && !ctx.signal.aborted) {
-              if (batch.count && Date.now() - batch.startedAt >= batchWaitMs) {
-                await flush(batch);
-                batch = new Batch();
-              }
-              await sleep(Math.max(1, Math.min(20, 1000 / rate)), ctx.signal);
-            }
-            if (ctx.signal.aborted) break reading;
-          }
-          sent++;
-          if (!batch.count) batch.startedAt = Date.now();
-          batch.next = lines ? encodePosition(replay, rec.nextLine, lines) : rec.nextLine;
-          const deadLetter = (reason: DeadLetterReason, message: string): DeadLetter => ({
-            dlqTopic, key: null, value: Buffer.from(rec.text), reason, message,
-            headers: [{ 'source.line': String(rec.line) }, ...(loop ? [{ 'source.replay': String(replay) }] : [])],
-            sourceTopic: source, sourcePartition: 0, sourceOffset: rec.line,
-          });
-          if (!rec.ok) {
-            batch.deadLetters.push(deadLetter(rec.reason, rec.message));
-          } else {
-            const value = replayOrder(rec.value, replay, stride, groupId);
-            if (validator(value)) batch.items.push({ line: rec.line, text: rec.text, order: value });
-            else batch.deadLetters.push(deadLetter('schema', `line ${rec.line}: ${validator.errorText()}`));
-          }
-          if (batch.count >= batchSize || Date.now() - batch.startedAt >= batchWaitMs) {
-            await flush(batch);
-            batch = new Batch();
-          }
-        }
-        if (!loop || ctx.signal.aborted) break;
-        replay++;
-        nextLine = 1;
+    let sink: Parameters<typeof ordersFilePlan>[2] = { table: v.table as string };
+    if (toTopic) {
+      try {
+        await retry('creating the topic', () => ensureTopics(ctx.kafka, [{ name: topic, partitions }]), ctx.log, ctx.signal);
+        sink = { topic, serializer: await retry('registering the order schema', () => valueSerializer(topic, orderSchema(), registryFromEnv()), ctx.log, ctx.signal) };
+      } catch {
+        return; // stopped while waiting
       }
-      await flush(batch);
-    } finally {
-      progress.stop();
-      await relay.stop();
-      await producer?.disconnect();
     }
-    ctx.log(`${ctx.signal.aborted ? 'stopped' : 'finished'}: ${progress.total} records committed (${progress.invalid} to ${dlqTopic}), next line ${decodePosition(expected, lines).nextLine}`);
+    ctx.log(`loading ${file} (${format})${loop ? ', replayed forever' : ''} into ${toTopic ? `topic ${topic}` : `table ${v.table}`}`);
+    const batchSize = v['batch-size'] as number;
+    await runPlan('orders-file', ordersFilePlan(`file:${file}`, options, sink), ctx, {
+      partitions, dlqTopic, groupId,
+      // A flush holds at most a batch (no reading ahead): with --to-topic, a crash re-sends at most one batch.
+      batch: { maxRecords: batchSize, maxWaitMs: v['batch-wait-ms'] as number, readAhead: 0 },
+      maxPollRecords: Math.min(MAX_POLL_RECORDS, batchSize), lanes: 1, stageThreads: 0, directJson: false,
+      source: { create: (listener) => new FileSource({ file, header: format === 'csv', loop, rate: (v.rate as number | undefined) ?? (loop ? 1000 : 0) }, listener), partitions: 1 },
+    });
+    ctx.log(`${ctx.signal.aborted ? 'stopped' : 'finished'} loading ${file}`);
   },
 };
-
-/** One flush: the file position (fenced), the rows (COPY) and the dead letters, in one transaction. */
-async function writeBatch(db: Database, sink: PostgresCopySink, toTopic: boolean, source: string, groupId: string,
-  move: { partition: number; expected: number; next: number }, batch: Batch, dlqTopic: string): Promise<{ written: number; rejected: number }> {
-  const { written, rejected } = await inFlushTransaction(db, groupId, source, [move], batch.deadLetters, async (conn, rejected) => {
-    if (toTopic || !batch.items.length) return 0;
-    const records: StreamRecord<Order>[] = batch.items.map((it) => ({
-      topic: source, partition: 0, offset: it.line, timestamp: undefined, key: it.order.order_id, rawKey: null,
-      headers: [{ 'source.line': String(it.line) }], raw: Buffer.from(it.text), value: it.order,
-    }));
-    // A value COPY cannot carry (a NUL character): that line's dead letter, not the batch's end.
-    const rows = encodeRows(records, (r) => orderRow(r.value as Order), 0, (r, reason, message) => rejected.push({
-      dlqTopic, key: null, value: r.raw, headers: r.headers, reason, message: `line ${r.offset}: ${message}`,
-      sourceTopic: source, sourcePartition: 0, sourceOffset: r.offset,
-    }));
-    return sink.copySegments(conn, [segmentOf(rows)], rejected);
-  });
-  return { written, rejected: rejected.length };
-}
 
 /** The stride of order numbers between replays: the largest order_number in the file (at least 1). */
 async function largestOrderNumber(file: string, format: FileFormat, numeric: ReadonlySet<string>): Promise<number> {

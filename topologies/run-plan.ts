@@ -63,5 +63,5 @@ export function runSettings(v: OptionValues): RunPlanSettings {
 
 /** Runs a plan on the runtime with the common flags (see runPlan). */
 export function runWithFlags(name: string, plan: TopologyPlan, ctx: TopologyContext, v: OptionValues, planRef?: PlanRef): Promise<void> {
-  return runPlan(name, plan, ctx, runSettings(v), planRef);
+  return runPlan(name, plan, ctx, { ...runSettings(v), planRef });
 }

@@ -98,6 +98,11 @@ export class KStream<K, V> {
     return this.then(label, () => selectKeyStage(fn));
   }
 
+  /** A stage of your own (Kafka Streams' process()): it may change, drop or dead-letter records (see Stage). */
+  process<K2, O>(label: string, stage: () => Stage<V, O>): KStream<K2, O> {
+    return this.then(label, stage as () => Stage);
+  }
+
   peek(fn: (value: V, key: K) => void, label = 'peek'): KStream<K, V> {
     return this.then(label, () => peekStage(fn));
   }

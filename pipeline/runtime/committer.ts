@@ -47,6 +47,8 @@ export interface PostgresCommitterOptions {
   sinks: readonly Sink[];
   /** The stores whose changelogs the flushes write. */
   stores: readonly string[];
+  /** The source's partition count when it is not a Kafka topic's (asked of Kafka otherwise). */
+  partitions?: () => Promise<number>;
 }
 
 /**
@@ -81,7 +83,7 @@ export class PostgresCommitter implements Committer {
     // The source's partition count, asked only by what needs it: changelogs and topic sinks get as many partitions,
     // a window sink waits for all of them.
     const partitions = async () => {
-      count ??= await (await connect()).partitionCount(o.topic);
+      count ??= await (o.partitions ? o.partitions() : (await connect()).partitionCount(o.topic));
       if (!count) throw new Error(`topic ${o.topic} has no partitions`);
       return count;
     };

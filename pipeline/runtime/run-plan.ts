@@ -4,6 +4,7 @@ import { ensureTopics } from '../kafka/admin.ts';
 import { DeadLetterRelay } from '../postgres/dead-letters.ts';
 import { sinkOf } from '../sinks/index.ts';
 import { KafkaSource } from '../sources/kafka-source.ts';
+import type { SourceFactory } from '../sources/source.ts';
 import type { TopologyContext } from '../topology.ts';
 import { PostgresCommitter } from './committer.ts';
 import { TaskObserver } from './observer.ts';
@@ -26,16 +27,20 @@ export interface RunPlanSettings {
   /** false: no record is read straight into its row (the direct-json-rows rewrite is not applied). */
   directJson: boolean;
   stopWhenIdleMs?: number;
+  /** The source, when it is not the plan's Kafka topic (a file), with its partition count. */
+  source?: { create: SourceFactory; partitions: number };
+  planRef?: PlanRef;
 }
 
 /**
- * Runs a plan on the runtime from Kafka into Postgres: topics created, the plan optimised, offsets and rows committed
- * by the PostgresCommitter, dead letters relayed. planRef names the function that built the plan, for stage workers
- * to build their own.
+ * Runs a plan on the runtime from its source (the plan's Kafka topic, or s.source) into its sinks: topics created,
+ * the plan optimised, offsets and rows committed by the PostgresCommitter, dead letters relayed. s.planRef names the
+ * function that built the plan, for stage workers to build their own.
  */
-export async function runPlan(name: string, plan: TopologyPlan, ctx: TopologyContext, s: RunPlanSettings, planRef?: PlanRef): Promise<void> {
+export async function runPlan(name: string, plan: TopologyPlan, ctx: TopologyContext, s: RunPlanSettings): Promise<void> {
+  const topics = [...(s.source ? [] : [plan.topic]), s.dlqTopic].map((t) => ({ name: t, partitions: s.partitions }));
   try {
-    await retry('creating topics', () => ensureTopics(ctx.kafka, [{ name: plan.topic, partitions: s.partitions }, { name: s.dlqTopic, partitions: s.partitions }]), ctx.log, ctx.signal);
+    await retry('creating topics', () => ensureTopics(ctx.kafka, topics), ctx.log, ctx.signal);
   } catch (err) {
     if (err instanceof Aborted) return;
     throw err;
@@ -46,8 +51,11 @@ export async function runPlan(name: string, plan: TopologyPlan, ctx: TopologyCon
   const task = new StreamTask({
     topology: name,
     plan: optimize(plan, { directJson: s.directJson }),
-    source: (listener) => new KafkaSource(ctx.kafka, plan.topic, s.groupId, listener),
-    committer: new PostgresCommitter({ db, kafka: ctx.kafka, applicationId: plan.applicationId, groupId: s.groupId, topic: plan.topic, sinks, stores: storesOf(plan) }),
+    source: s.source?.create ?? ((listener) => new KafkaSource(ctx.kafka, plan.topic, s.groupId, listener)),
+    committer: new PostgresCommitter({
+      db, kafka: ctx.kafka, applicationId: plan.applicationId, groupId: s.groupId, topic: plan.topic, sinks, stores: storesOf(plan),
+      partitions: s.source && (async () => s.source!.partitions),
+    }),
     sinks,
     dlqTopic: s.dlqTopic,
     deadLetters: new DeadLetterRelay(db, ctx.kafka, ctx.metrics, ctx.log),
@@ -55,7 +63,7 @@ export async function runPlan(name: string, plan: TopologyPlan, ctx: TopologyCon
     maxPollRecords: s.maxPollRecords,
     lanes: s.lanes,
     stageThreads: s.stageThreads,
-    planRef,
+    planRef: s.planRef,
     directJson: s.directJson,
     stopWhenIdleMs: s.stopWhenIdleMs,
     drain: ctx.drain,

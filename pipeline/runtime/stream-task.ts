@@ -21,10 +21,16 @@ import { registryGiveUpMs } from '../schema/registry.ts';
  */
 export const MAX_POLL_RECORDS = 5000;
 
-/** The one batching policy: a flush happens at maxRecords or after maxWaitMs, whichever comes first. */
+/**
+ * The one batching policy: a flush happens at maxRecords or after maxWaitMs, whichever comes first. While a lane's
+ * flush is written, reading goes on into its next batch, up to readAhead records past maxRecords (default
+ * maxRecords: twice the batch): waiting for the flush right away left the source and the stages idle for part of it.
+ * A flush so holds at most maxRecords + readAhead records.
+ */
 export interface BatchPolicy {
   maxRecords: number;
   maxWaitMs: number;
+  readAhead?: number;
 }
 
 /** Where dead letters committed with a flush go on to their topic (postgres/dead-letters.ts: DeadLetterRelay). */
@@ -170,7 +176,7 @@ export class StreamTask {
         let errors: PartitionError[] = [];
         try {
           if (this.unreadable.size) await this.retryUnreadable();
-          const polled = await this.source.poll(o.maxPollRecords ?? MAX_POLL_RECORDS);
+          const polled = await this.source.poll(this.pollSize());
           if (batchSize(polled.batch)) {
             batch = polled.batch;
             o.observer.polled(batchSize(batch));
@@ -193,14 +199,15 @@ export class StreamTask {
         if (!batch && this.lanes.every((l) => l.pending.count === 0)) {
           for (const lane of this.lanes) await this.settle(lane); // nothing to overlap the flushes in flight with
         }
+        const finished = this.source.finished?.() === true;
         for (let i = 0; i < this.lanes.length; i++) {
           const lane = this.lanes[i];
           const p = lane.pending;
-          const due = p.count >= o.batch.maxRecords || (p.count > 0 && Date.now() - p.startedAt >= o.batch.maxWaitMs);
-          // While the lane's last flush is still being written, reading goes on into the next batch, up to twice its
-          // size: waiting for that flush right away left the source and the stages idle for part of each flush.
-          if (due && !(lane.writing && p.count < 2 * o.batch.maxRecords)) await this.startFlush(i);
+          const due = p.count >= o.batch.maxRecords || (p.count > 0 && (finished || Date.now() - p.startedAt >= o.batch.maxWaitMs));
+          // Reading on while the lane's flush is written, unless there is nothing left to read.
+          if (due && (finished || !(lane.writing && p.count < this.batchLimit))) await this.startFlush(i);
         }
+        if (finished && this.lanes.every((l) => l.pending.count === 0 && l.inflight === undefined)) break;
         if (this.idle() && await this.caughtUp()) break;
         if (o.drain?.aborted && await this.drained()) break;
       }
@@ -215,6 +222,18 @@ export class StreamTask {
       await o.deadLetters?.stop();
       await this.source.disconnect();
     }
+  }
+
+  /** Records a lane's pending batch holds at most (see BatchPolicy). */
+  private get batchLimit(): number {
+    return this.o.batch.maxRecords + (this.o.batch.readAhead ?? this.o.batch.maxRecords);
+  }
+
+  /** Records the next poll may take: no more than the fullest lane has room for, so no flush outgrows batchLimit. */
+  private pollSize(): number {
+    let fullest = 0;
+    for (const l of this.lanes) fullest = Math.max(fullest, l.pending.count);
+    return Math.max(1, Math.min(this.o.maxPollRecords ?? MAX_POLL_RECORDS, this.batchLimit - fullest));
   }
 
   /**

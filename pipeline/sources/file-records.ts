@@ -104,43 +104,71 @@ export function numericProperties(schema: object): Set<string> {
   return new Set(Object.entries(props).filter(([, p]) => p.type === 'integer' || p.type === 'number').map(([k]) => k));
 }
 
+/** A line of a file with its number (1-based). */
+export interface FileLine {
+  line: number;
+  text: string;
+}
+
+/**
+ * The lines of a file from line fromLine on, each with its number; blank lines are skipped, and so is line 1 when
+ * skipHeader (a CSV header). A byte order mark is not part of the first line.
+ */
+export async function* readFileLines(file: string, fromLine: number, skipHeader: boolean): AsyncGenerator<FileLine> {
+  const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
+  let n = 0;
+  try {
+    for await (const raw of lines) {
+      n++;
+      if (n < fromLine || (skipHeader && n === 1)) continue;
+      const text = n === 1 ? raw.replace(/^\uFEFF/, '') : raw;
+      if (text.trim() !== '') yield { line: n, text };
+    }
+  } finally {
+    lines.close();
+  }
+}
+
+/** The header of a CSV file (line 1), or a CSV_HEADER error. */
+export async function readCsvHeader(file: string): Promise<string[]> {
+  let header: string[] | undefined;
+  for await (const first of readFileLines(file, 1, false)) {
+    if (first.line === 1) {
+      try {
+        header = splitCsv(first.text)?.map((h) => h.trim());
+      } catch { /* reported below */ }
+    }
+    break;
+  }
+  if (!header || header.some((h) => h === '')) throw new PipelineError('CSV_HEADER', `${file}: line 1 is not a CSV header`);
+  return header;
+}
+
+/** Reads one line of the format as a record (header: the CSV header). */
+export function lineReader(format: FileFormat, header: string[] | undefined, numeric: ReadonlySet<string>): (l: FileLine) => FileRecord {
+  return ({ line: n, text }) => {
+    if (format === 'ndjson') {
+      const p = parseNdjsonLine(text);
+      return p.ok ? { ok: true, line: n, nextLine: n + 1, text, value: p.value }
+        : { ok: false, line: n, nextLine: n + 1, text, reason: p.reason, message: `line ${n}: ${p.message}` };
+    }
+    try {
+      const fields = splitCsv(text);
+      if (fields === undefined) throw new PipelineError('CSV_QUOTE', 'a quoted field is not closed on its line');
+      return { ok: true, line: n, nextLine: n + 1, text, value: csvObject(header!, fields, numeric) };
+    } catch (err) {
+      return { ok: false, line: n, nextLine: n + 1, text, reason: 'malformed-csv', message: `line ${n}: ${(err as Error).message}` };
+    }
+  };
+}
+
 /**
  * Reads the file from line fromLine on (the CSV header, line 1, is always read), as records. Blank lines are
  * skipped.
  */
 export async function* readFileRecords(file: string, format: FileFormat, fromLine: number, numeric: ReadonlySet<string>): AsyncGenerator<FileRecord> {
-  const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
-  let n = 0;
-  let header: string[] | undefined;
-  try {
-    for await (const raw of lines) {
-      n++;
-      const text = n === 1 ? raw.replace(/^\uFEFF/, '') : raw; // a byte order mark is not part of the first field
-      if (format === 'csv' && n === 1) {
-        try {
-          header = splitCsv(text)?.map((h) => h.trim());
-        } catch { /* reported below */ }
-        if (!header || header.some((h) => h === '')) throw new PipelineError('CSV_HEADER', `${file}: line 1 is not a CSV header`);
-        continue;
-      }
-      if (n < fromLine || text.trim() === '') continue;
-      if (format === 'ndjson') {
-        const p = parseNdjsonLine(text);
-        yield p.ok ? { ok: true, line: n, nextLine: n + 1, text, value: p.value }
-          : { ok: false, line: n, nextLine: n + 1, text, reason: p.reason, message: `line ${n}: ${p.message}` };
-        continue;
-      }
-      try {
-        const fields = splitCsv(text);
-        if (fields === undefined) throw new PipelineError('CSV_QUOTE', 'a quoted field is not closed on its line');
-        yield { ok: true, line: n, nextLine: n + 1, text, value: csvObject(header!, fields, numeric) };
-      } catch (err) {
-        yield { ok: false, line: n, nextLine: n + 1, text, reason: 'malformed-csv', message: `line ${n}: ${(err as Error).message}` };
-      }
-    }
-  } finally {
-    lines.close();
-  }
+  const read = lineReader(format, format === 'csv' ? await readCsvHeader(file) : undefined, numeric);
+  for await (const l of readFileLines(file, fromLine, format === 'csv')) yield read(l);
 }
 
 /** Lines of the file (for --loop positions) without reading records. */

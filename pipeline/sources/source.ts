@@ -36,8 +36,8 @@ export interface PartitionListener {
 /**
  * Where a topology's records come from: partitions of ordered records, each at an offset, read in packed polls.
  * The runtime owns the positions (runtime/ledger.ts) and stores them with the committer; the source only reads,
- * seeks and pauses. Kafka (sources/kafka-source.ts) is behind it (a file source is next, for orders-file), and the runtime's
- * unit tests drive it with an in-memory one.
+ * seeks and pauses. Kafka (sources/kafka-source.ts) and a file (sources/file-source.ts) are behind it, and the
+ * runtime's unit tests drive it with an in-memory one (testing/memory.ts).
  */
 export interface Source {
   /** The name offsets are stored under (a topic, or file:<path>). */
@@ -57,6 +57,8 @@ export interface Source {
   /** Progress for outside observers only (Kafka's committed offsets for lag tools); the committer holds the truth. */
   commitForMonitoring(offsets: { partition: number; offset: number }[]): void;
   disconnect(): Promise<void>;
+  /** A bounded source (a file without a loop) has given every record: the runtime commits them and stops. */
+  finished?(): boolean;
   /** Lag per partition, when the source measures it (librdkafka statistics). */
   onLag?: (lag: Map<number, number>) => void;
   onError?: (err: Error) => void;
