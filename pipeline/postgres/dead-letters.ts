@@ -1,6 +1,7 @@
 import Kafka from 'node-rdkafka';
 import type pgPromise from 'pg-promise';
 import { clientConfig, type KafkaConnection } from '../kafka/client-config.ts';
+import { readRange } from '../kafka/read-range.ts';
 import { KafkaProducer, type Headers } from '../kafka/producer.ts';
 import type { PipelineMetrics } from '../metrics/registry.ts';
 import { errorMessage, type DeadLetterReason } from '../errors.ts';
@@ -262,35 +263,15 @@ async function readTailSeqs(conn: KafkaConnection, topic: string, partitions: nu
 
 /** This relay's highest sequence number in offsets [from, end) of a partition (-1: none); throws if it cannot read them all. */
 async function highestSeq(consumer: Kafka.KafkaConsumer, topic: string, partition: number, from: number, end: number, relayId: string): Promise<number> {
-  consumer.assign([{ topic, partition, offset: from }]);
   let best = -1;
-  let next = from;
-  let empty = 0;
-  try {
-    while (next < end) {
-      const msgs = await new Promise<Kafka.Message[]>((resolve, reject) => consumer.consume(1000, (err, m) => (err ? reject(err) : resolve(m))));
-      empty = msgs.length ? 0 : empty + 1;
-      if (!msgs.length) {
-        // Offsets that are not messages (transaction markers) are never delivered: the consumer's position says
-        // whether it is past them.
-        const position = consumer.position([{ topic, partition }])[0]?.offset;
-        if (typeof position === 'number' && position >= end) break;
-      }
-      if (empty >= 10) throw new Error(`reading back ${topic}[${partition}] to find what was published stopped at offset ${next} of ${end}`);
-      for (const m of msgs) {
-        if (m.offset >= end) continue;
-        next = Math.max(next, m.offset + 1);
-        let seq: number | undefined;
-        let relay: string | undefined;
-        for (const h of m.headers ?? []) {
-          if (h[SEQ_HEADER] !== undefined) seq = Number(h[SEQ_HEADER].toString());
-          if (h[RELAY_HEADER] !== undefined) relay = h[RELAY_HEADER].toString();
-        }
-        if (relay === relayId && seq !== undefined && seq > best) best = seq;
-      }
+  await readRange(consumer, topic, partition, from, end, (m) => {
+    let seq: number | undefined;
+    let relay: string | undefined;
+    for (const h of m.headers ?? []) {
+      if (h[SEQ_HEADER] !== undefined) seq = Number(h[SEQ_HEADER].toString());
+      if (h[RELAY_HEADER] !== undefined) relay = h[RELAY_HEADER].toString();
     }
-  } finally {
-    consumer.unassign();
-  }
+    if (relay === relayId && seq !== undefined && seq > best) best = seq;
+  }, 10_000);
   return best;
 }

@@ -1,5 +1,6 @@
 import Kafka from 'node-rdkafka';
 import { clientConfig, type KafkaConnection } from '../kafka/client-config.ts';
+import { readRange } from '../kafka/read-range.ts';
 import type { ChangelogEntry } from './store.ts';
 
 /** Reads one changelog partition from the beginning to its end, for restoring a state store. */
@@ -12,18 +13,9 @@ export async function readChangelog(conn: KafkaConnection, topic: string, partit
     const wm = await new Promise<Kafka.WatermarkOffsets>((resolve, reject) =>
       consumer.queryWatermarkOffsets(topic, partition, 10_000, (err, o) => (err ? reject(err) : resolve(o))));
     const out: ChangelogEntry[] = [];
-    if (wm.highOffset <= wm.lowOffset) return out;
-    consumer.assign([{ topic, partition, offset: wm.lowOffset }]);
-    let empty = 0;
-    for (let done = false; !done && empty < 50;) {
-      const msgs = await new Promise<Kafka.Message[]>((resolve, reject) => consumer.consume(5000, (err, m) => (err ? reject(err) : resolve(m))));
-      empty = msgs.length ? 0 : empty + 1;
-      for (const m of msgs) {
-        if (m.key) out.push({ key: m.key.toString(), value: m.value ? (JSON.parse(m.value.toString()) as ChangelogEntry['value']) : null });
-        if (m.offset >= wm.highOffset - 1) done = true;
-      }
-    }
-    if (empty >= 50) throw new Error(`restoring from ${topic}[${partition}] stalled before offset ${wm.highOffset}`);
+    await readRange(consumer, topic, partition, wm.lowOffset, wm.highOffset, (m) => {
+      if (m.key) out.push({ key: m.key.toString(), value: m.value ? (JSON.parse(m.value.toString()) as ChangelogEntry['value']) : null });
+    });
     return out;
   } finally {
     await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
