@@ -25,7 +25,7 @@ export const MAX_POLL_RECORDS = 5000;
  * The one batching policy: a flush happens at maxRecords or after maxWaitMs, whichever comes first. While a lane's
  * flush is written, reading goes on into its next batch, up to readAhead records past maxRecords (default
  * maxRecords: twice the batch): waiting for the flush right away left the source and the stages idle for part of it.
- * A flush so holds at most maxRecords + readAhead records.
+ * With readAhead given, polls are cut to fit, so a flush holds at most maxRecords + readAhead records.
  */
 export interface BatchPolicy {
   maxRecords: number;
@@ -229,11 +229,16 @@ export class StreamTask {
     return this.o.batch.maxRecords + (this.o.batch.readAhead ?? this.o.batch.maxRecords);
   }
 
-  /** Records the next poll may take: no more than the fullest lane has room for, so no flush outgrows batchLimit. */
+  /**
+   * Records the next poll may take. With an explicit readAhead, no more than the fullest lane has room for, so no
+   * flush outgrows batchLimit; by default whole polls (a flush may then exceed it by less than a poll).
+   */
   private pollSize(): number {
+    const max = this.o.maxPollRecords ?? MAX_POLL_RECORDS;
+    if (this.o.batch.readAhead === undefined) return max;
     let fullest = 0;
     for (const l of this.lanes) fullest = Math.max(fullest, l.pending.count);
-    return Math.max(1, Math.min(this.o.maxPollRecords ?? MAX_POLL_RECORDS, this.batchLimit - fullest));
+    return Math.max(1, Math.min(max, this.batchLimit - fullest));
   }
 
   /**
