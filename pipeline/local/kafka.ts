@@ -112,8 +112,9 @@ export async function startKafka(log: (line: string) => void): Promise<void> {
   fs.writeFileSync(path.join(dir, 'log4j2.properties'), log4j);
   if (!fs.existsSync(path.join(kafkaDataDir, 'meta.properties'))) {
     // KRaft storage is formatted once with a fresh cluster id, like `kafka-storage.sh format --standalone`.
+    // base64url may begin with '-': given as `--cluster-id=<id>`, such an id is not taken for a flag (a CI run failed so).
     const clusterId = crypto.randomBytes(16).toString('base64url').slice(0, 22);
-    const res = spawnSync('java', java(['kafka.tools.StorageTool', 'format', '--standalone', '-t', clusterId, '-c', props]), { encoding: 'utf8' });
+    const res = spawnSync('java', java(['kafka.tools.StorageTool', 'format', '--standalone', `--cluster-id=${clusterId}`, '-c', props]), { encoding: 'utf8' });
     if (res.status !== 0) throw new Error(`formatting Kafka storage failed: ${res.stdout}${res.stderr}`);
   }
   log(`starting Kafka ${KAFKA_VERSION} (KRaft, single node) on 127.0.0.1:${LOCAL_KAFKA_PORT}`);
