@@ -7,8 +7,8 @@
 export * from './builder.ts';
 
 // Running it: the topology contract, the runtime and what it is built from.
-export type { Topology, TopologyContext } from './topology.ts';
-export { helpText, parseArgs, type OptionSpec, type OptionValues } from './config/options.ts';
+export { defineTopology, type Topology, type TopologyContext, type ValuesOf } from './topology.ts';
+export { helpText, options, optionsSchema, parseArgs, type OptionsOf, type OptionSpec, type OptionValues } from './config/options.ts';
 export { StreamTask, MAX_POLL_RECORDS, type StreamTaskOptions, type BatchPolicy, type DeadLetterOutlet } from './runtime/stream-task.ts';
 export { runPlan, type RunPlanSettings } from './runtime/run-plan.ts';
 export type { Source, SourceFactory, PartitionListener, PartitionError, Polled } from './sources/source.ts';

@@ -1,4 +1,4 @@
-import type { OptionSpec, OptionValues } from './config/options.ts';
+import { GLOBAL_OPTIONS, options as typedOptions, type OptionsOf, type OptionSpec, type OptionValues } from './config/options.ts';
 import type { KafkaConnection } from './kafka/client-config.ts';
 import type { PipelineMetrics } from './metrics/registry.ts';
 import type { Database } from './postgres/db.ts';
@@ -20,17 +20,42 @@ export interface TopologyContext {
   setReady(ready: boolean): void;
 }
 
-export interface Topology {
+/** A runnable topology; V is what its options give (OptionsOf its specs, see defineTopology). */
+export interface Topology<V = OptionValues> {
   name: string;
   description: string;
-  options: OptionSpec[];
+  options: readonly OptionSpec[];
   uses: { kafka: boolean; postgres: boolean };
   /** The Kafka topics it reads and writes with these values: on shutdown, writers of a topic stop before its readers. */
-  topics(values: OptionValues): { reads: string[]; writes: string[] };
+  topics(values: V): { reads: string[]; writes: string[] };
   /** Checks the values beyond what the option specs say (names that reach SQL or Kafka); throws ConfigError. */
-  validate?(values: OptionValues): void;
+  validate?(values: V): void;
   /** Sources, stages, sinks, topics and tables, as text. */
-  describe(values: OptionValues): string;
+  describe(values: V): string;
   /** Runs until done (a count reached, idle) or until ctx.signal aborts; then drains and resolves. */
-  run(ctx: TopologyContext, values: OptionValues): Promise<void>;
+  run(ctx: TopologyContext, values: V): Promise<void>;
+}
+
+/** What a topology with option specs S is handed: its own options and the CLI's, typed. */
+export type ValuesOf<S extends readonly OptionSpec[]> = OptionsOf<readonly [...typeof GLOBAL_OPTIONS, ...S]>;
+
+/**
+ * A topology whose code reads typed options: the values the CLI parsed are checked once against the specs' schema
+ * (config/options.ts), and each method gets them as OptionsOf<S>.
+ */
+export function defineTopology<const S extends readonly OptionSpec[]>(t: Omit<Topology<ValuesOf<S>>, 'options'> & { options: S }): Topology {
+  const check = typedOptions([...GLOBAL_OPTIONS, ...t.options] as const);
+  const typed = new WeakMap<OptionValues, ValuesOf<S>>();
+  const of = (v: OptionValues) => {
+    let out = typed.get(v);
+    if (!out) typed.set(v, (out = check(v)));
+    return out;
+  };
+  return {
+    name: t.name, description: t.description, options: t.options, uses: t.uses,
+    topics: (v) => t.topics(of(v)),
+    validate: (v) => t.validate?.(of(v)),
+    describe: (v) => t.describe(of(v)),
+    run: (ctx, v) => t.run(ctx, of(v)),
+  };
 }

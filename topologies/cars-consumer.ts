@@ -1,5 +1,5 @@
 import {
-  clientConfig, errorMessage, JsonDeserializer, PipelineError, Progress, registryFromEnv, retry, sleep, topicName, type Topology, valueSubject,
+  clientConfig, errorMessage, JsonDeserializer, PipelineError, Progress, registryFromEnv, retry, sleep, topicName, defineTopology, valueSubject,
 } from '../pipeline/index.ts';
 import Kafka from 'node-rdkafka';
 import { validateCar, type Car } from './cars-producer.ts';
@@ -16,7 +16,7 @@ export function formatCar(car: Car, output: string): string {
  * synchronously, so a clean stop (Ctrl-C, --max) commits exactly what was printed and a restart prints nothing
  * twice. Only a crash between printing and committing can print a car again.
  */
-export const carsConsumer: Topology = {
+export const carsConsumer = defineTopology({
   name: 'cars-consumer',
   description: 'Consumes topic cars, validates every message against the car schema (from the registry when SCHEMA_REGISTRY_URL is set) and prints one line per car.',
   uses: { kafka: true, postgres: false },
@@ -26,9 +26,9 @@ export const carsConsumer: Topology = {
     { name: 'max', type: 'int', min: 1, help: 'stop after printing this many cars (default: run until Ctrl-C)' },
     { name: 'output', type: 'string', choices: ['text', 'json'], default: 'text', help: 'line format: text (Car(id=..., ...)) or json' },
   ],
-  topics: (v) => ({ reads: [v.topic as string], writes: [] }),
+  topics: (v) => ({ reads: [v.topic], writes: [] }),
   validate(v) {
-    topicName(v.topic as string);
+    topicName(v.topic);
   },
   describe(v) {
     return [
@@ -39,13 +39,13 @@ export const carsConsumer: Topology = {
     ].join('\n');
   },
   async run(ctx, v) {
-    const topic = v.topic as string;
-    const max = v.max as number | undefined;
-    const output = v.output as string;
+    const topic = v.topic;
+    const max = v.max;
+    const output = v.output;
     const deserializer = new JsonDeserializer<Car>(validateCar(), registryFromEnv(), valueSubject(topic));
     const consumer = new Kafka.KafkaConsumer(clientConfig(ctx.kafka, {
       'client.id': 'cars-consumer',
-      'group.id': v['group-id'] as string,
+      'group.id': v['group-id'],
       'enable.auto.commit': false,
       'fetch.wait.max.ms': 100,
     }) as Kafka.ConsumerGlobalConfig, { 'auto.offset.reset': 'earliest' });
@@ -103,4 +103,4 @@ export const carsConsumer: Topology = {
     }
     ctx.log(`printed ${printed} cars`);
   },
-};
+});

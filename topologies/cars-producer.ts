@@ -1,5 +1,5 @@
 import {
-  compileSchema, ensureTopics, KafkaProducer, loadSchema, Progress, registryFromEnv, retry, topicName, type Topology, valueSerializer,
+  compileSchema, ensureTopics, KafkaProducer, loadSchema, Progress, registryFromEnv, retry, topicName, defineTopology, valueSerializer,
 } from '../pipeline/index.ts';
 import crypto from 'node:crypto';
 
@@ -32,7 +32,7 @@ export function randomCar(): Car {
   return { id: crypto.randomUUID(), make, model: models[crypto.randomInt(models.length)], year: 1990 + crypto.randomInt(new Date().getUTCFullYear() - 1990 + 2) };
 }
 
-export const carsProducer: Topology = {
+export const carsProducer = defineTopology({
   name: 'cars-producer',
   description: 'Produces --count random cars (id, make, model, year) as JSON to topic cars, then flushes; fails unless every one was acknowledged.',
   uses: { kafka: true, postgres: false },
@@ -41,9 +41,9 @@ export const carsProducer: Topology = {
     { name: 'topic', type: 'string', default: 'cars', help: 'topic to produce to, or read from' },
     { name: 'partitions', type: 'int', min: 1, max: 1000, default: 3, help: 'partitions of the topic when it is created' },
   ],
-  topics: (v) => ({ reads: [], writes: [v.topic as string] }),
+  topics: (v) => ({ reads: [], writes: [v.topic] }),
   validate(v) {
-    topicName(v.topic as string);
+    topicName(v.topic);
   },
   describe(v) {
     return [
@@ -53,10 +53,10 @@ export const carsProducer: Topology = {
     ].join('\n');
   },
   async run(ctx, v) {
-    const topic = v.topic as string;
-    const count = v.count as number;
+    const topic = v.topic;
+    const count = v.count;
     const registry = registryFromEnv();
-    await retry('creating topics', () => ensureTopics(ctx.kafka, [{ name: topic, partitions: v.partitions as number }]), ctx.log, ctx.signal).catch(() => undefined);
+    await retry('creating topics', () => ensureTopics(ctx.kafka, [{ name: topic, partitions: v.partitions }]), ctx.log, ctx.signal).catch(() => undefined);
     if (ctx.signal.aborted) return;
     const serializer = await retry('registering the car schema', () => valueSerializer(topic, carSchema(), registry), ctx.log, ctx.signal);
     if (serializer.schemaId !== undefined) ctx.log(`schema registered as ${topic}-value, id ${serializer.schemaId}`);
@@ -82,4 +82,4 @@ export const carsProducer: Topology = {
     ctx.log(`produced ${producer.delivered} cars to ${topic}`);
     if (producer.delivered !== sent) throw new Error(`${sent - producer.delivered} of ${sent} cars were not acknowledged by Kafka`);
   },
-};
+});

@@ -4,7 +4,7 @@ import path from 'node:path';
 import {
   ConfigError, countLines, ensureTopics, FileSource, formatOf, lineReader, MAX_POLL_RECORDS, numericProperties, type Order, orderSchema,
   readCsvHeader, readFileRecords, registryFromEnv, retry, runPlan, StreamsBuilder, tableName, topicName, type FileFormat, type Stage,
-  type StreamRecord, type Topology, type TopologyPlan, validateOrder, valueSerializer, type ValueSerializer,
+  type StreamRecord, defineTopology, type TopologyPlan, validateOrder, valueSerializer, type ValueSerializer,
 } from '../pipeline/index.ts';
 import { ORDER_COLUMNS, orderRow, ORDERS_TABLE_SQL } from './orders-ingest.ts';
 
@@ -93,7 +93,7 @@ export function ordersFilePlan(source: string, o: FileOrdersOptions, sink: { tab
   return b.build();
 }
 
-export const ordersFile: Topology = {
+export const ordersFile = defineTopology({
   name: 'orders-file',
   description: 'Loads orders from a CSV or NDJSON file (--file) through the order schema into orders_data with COPY, exactly once (or into topic orders with --to-topic); --loop replays it forever.',
   uses: { kafka: true, postgres: true },
@@ -111,38 +111,37 @@ export const ordersFile: Topology = {
     { name: 'batch-size', type: 'int', min: 1, max: 1_000_000, default: 10_000, help: 'records per flush (one transaction)' },
     { name: 'batch-wait-ms', type: 'int', min: 1, max: 600_000, default: 500, help: 'longest time a record waits for its flush' },
   ],
-  topics: (v) => ({ reads: [], writes: v['to-topic'] ? [v.topic as string, (v['dlq-topic'] as string | undefined) ?? `${v.topic as string}.dlq`] : [] }),
+  topics: (v) => ({ reads: [], writes: v['to-topic'] ? [v.topic, v['dlq-topic'] ?? `${v.topic}.dlq`] : [] }),
   validate(v) {
-    const file = v.file as string | undefined;
-    if (file === undefined) throw new ConfigError('orders-file needs --file <path to a .csv or .ndjson file>');
+    const file = fileOf(v);
     if (!fs.existsSync(file) || !fs.statSync(file).isFile()) throw new ConfigError(`--file: "${file}" is not a readable file`);
-    if (v.format === undefined && formatOf(file) === undefined) throw new ConfigError(`--file: cannot tell the format of "${file}" from its extension: add --format csv or --format ndjson`);
-    topicName(v.topic as string);
-    if (v['dlq-topic'] !== undefined) topicName(v['dlq-topic'] as string, '--dlq-topic');
-    tableName(v.table as string);
+    formatFor(v, file);
+    topicName(v.topic);
+    if (v['dlq-topic'] !== undefined) topicName(v['dlq-topic'], '--dlq-topic');
+    tableName(v.table);
   },
   describe(v) {
-    const topic = v.topic as string;
-    const file = v.file as string | undefined;
+    const topic = v.topic;
+    const file = v.file;
     return [
-      `Topology orders-file (group ${(v['group-id'] as string | undefined) ?? 'orders-file'})`,
-      `  source  file ${file ?? '<--file>'} (${(v.format as string | undefined) ?? (file && formatOf(file)) ?? 'csv or ndjson'}, line by line${v.loop ? ', replayed forever' : ''}; position in pipeline_offsets)`,
+      `Topology orders-file (group ${v['group-id'] ?? 'orders-file'})`,
+      `  source  file ${file ?? '<--file>'} (${v.format ?? (file && formatOf(file)) ?? 'csv or ndjson'}, line by line${v.loop ? ', replayed forever' : ''}; position in pipeline_offsets)`,
       `  stage   parse -> validate (schemas/order.schema.json) -> map (order -> ${v['to-topic'] ? 'message' : 'COPY row'})`,
       v['to-topic']
         ? `  sink    topic ${topic} (idempotent producer, key = order_id; position committed after every acknowledged batch)`
         : `  sink    Postgres table ${v.table} (COPY, rows + file position in one transaction)`,
-      `  dlq     topic ${(v['dlq-topic'] as string | undefined) ?? `${topic}.dlq`} (through outbox table pipeline_dead_letters; source.offset = the line number, with --loop replay × lines + line)`,
+      `  dlq     topic ${v['dlq-topic'] ?? `${topic}.dlq`} (through outbox table pipeline_dead_letters; source.offset = the line number, with --loop replay × lines + line)`,
     ].join('\n');
   },
   async run(ctx, v) {
-    const file = fs.realpathSync(path.resolve(v.file as string));
-    const format = ((v.format as string | undefined) ?? formatOf(file)) as FileFormat;
+    const file = fs.realpathSync(path.resolve(fileOf(v)));
+    const format = formatFor(v, file);
     const loop = v.loop === true;
     const toTopic = v['to-topic'] === true;
-    const topic = v.topic as string;
-    const dlqTopic = (v['dlq-topic'] as string | undefined) ?? `${topic}.dlq`;
-    const groupId = (v['group-id'] as string | undefined) ?? 'orders-file';
-    const partitions = v.partitions as number;
+    const topic = v.topic;
+    const dlqTopic = v['dlq-topic'] ?? `${topic}.dlq`;
+    const groupId = v['group-id'] ?? 'orders-file';
+    const partitions = v.partitions;
     const numeric = numericProperties(orderSchema());
     const options: FileOrdersOptions = {
       format, group: groupId,
@@ -150,7 +149,7 @@ export const ordersFile: Topology = {
       lines: loop ? await countLines(file) : undefined,
       stride: loop ? await largestOrderNumber(file, format, numeric) : 0,
     };
-    let sink: Parameters<typeof ordersFilePlan>[2] = { table: v.table as string };
+    let sink: Parameters<typeof ordersFilePlan>[2] = { table: v.table };
     if (toTopic) {
       try {
         await retry('creating the topic', () => ensureTopics(ctx.kafka, [{ name: topic, partitions }]), ctx.log, ctx.signal);
@@ -160,17 +159,29 @@ export const ordersFile: Topology = {
       }
     }
     ctx.log(`loading ${file} (${format})${loop ? ', replayed forever' : ''} into ${toTopic ? `topic ${topic}` : `table ${v.table}`}`);
-    const batchSize = v['batch-size'] as number;
+    const batchSize = v['batch-size'];
     await runPlan('orders-file', ordersFilePlan(`file:${file}`, options, sink), ctx, {
       partitions, dlqTopic, groupId,
       // A flush holds at most a batch (no reading ahead): with --to-topic, a crash re-sends at most one batch.
-      batch: { maxRecords: batchSize, maxWaitMs: v['batch-wait-ms'] as number, readAhead: 0 },
+      batch: { maxRecords: batchSize, maxWaitMs: v['batch-wait-ms'], readAhead: 0 },
       maxPollRecords: Math.min(MAX_POLL_RECORDS, batchSize), lanes: 1, stageThreads: 0, directJson: false,
-      source: { create: (listener) => new FileSource({ file, header: format === 'csv', loop, rate: (v.rate as number | undefined) ?? (loop ? 1000 : 0) }, listener), partitions: 1 },
+      source: { create: (listener) => new FileSource({ file, header: format === 'csv', loop, rate: v.rate ?? (loop ? 1000 : 0) }, listener), partitions: 1 },
     });
     ctx.log(`${ctx.signal.aborted ? 'stopped' : 'finished'} loading ${file}`);
   },
-};
+});
+
+function fileOf(v: { file: string | undefined }): string {
+  if (v.file === undefined) throw new ConfigError('orders-file needs --file <path to a .csv or .ndjson file>');
+  return v.file;
+}
+
+/** --format, or the file's extension's. */
+function formatFor(v: { format: FileFormat | undefined }, file: string): FileFormat {
+  const format = v.format ?? formatOf(file);
+  if (format === undefined) throw new ConfigError(`--file: cannot tell the format of "${file}" from its extension: add --format csv or --format ndjson`);
+  return format;
+}
 
 /** The stride of order numbers between replays: the largest order_number in the file (at least 1). */
 async function largestOrderNumber(file: string, format: FileFormat, numeric: ReadonlySet<string>): Promise<number> {

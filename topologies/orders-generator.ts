@@ -1,5 +1,5 @@
 import {
-  Aborted, ConfigError, ensureTopics, KafkaProducer, orderSchema, Progress, registryFromEnv, retry, sleep, topicName, type Topology, valueSerializer,
+  Aborted, ConfigError, ensureTopics, KafkaProducer, orderSchema, Progress, registryFromEnv, retry, sleep, topicName, defineTopology, valueSerializer,
 } from '../pipeline/index.ts';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -8,8 +8,7 @@ import { invalidKindOf, OrderBatches, type OrderBatch } from './order-batches.ts
 export { INVALID_KINDS, OrderFactory, prng, UuidV7, type EventTimeOptions, type GeneratedOrder, type InvalidKind } from './order-factory.ts';
 
 /** --value-schema: a JSON Schema file, read and parsed at start. */
-function valueSchemaOf(v: Record<string, unknown>): object {
-  const file = v['value-schema'] as string;
+function valueSchemaOf(file: string): object {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -25,7 +24,7 @@ function valueSchemaOf(v: Record<string, unknown>): object {
   }
 }
 
-export const ordersGenerator: Topology = {
+export const ordersGenerator = defineTopology({
   name: 'orders-generator',
   description: 'Produces synthetic orders to Kafka, forever or --count of them, at --rate per second (0 = as fast as possible).',
   uses: { kafka: true, postgres: false },
@@ -44,13 +43,13 @@ export const ordersGenerator: Topology = {
     { name: 'value-schema', type: 'string', help: 'JSON Schema file registered as <topic>-value when SCHEMA_REGISTRY_URL is set (default: schemas/order.schema.json); a new version, such as one with another optional property' },
     { name: 'report', type: 'string', help: 'write the keys (order ids) of the valid and invalid records sent to this JSON file at the end, for checks by id' },
   ],
-  topics: (v) => ({ reads: [], writes: [v.topic as string] }),
+  topics: (v) => ({ reads: [], writes: [v.topic] }),
   validate(v) {
-    if (v['event-time-start'] !== undefined && !Number.isFinite(Date.parse(v['event-time-start'] as string))) {
+    if (v['event-time-start'] !== undefined && !Number.isFinite(Date.parse(v['event-time-start']))) {
       throw new ConfigError(`--event-time-start: expected an ISO 8601 time such as 2026-01-01T00:00:00Z, got "${v['event-time-start']}"`);
     }
-    topicName(v.topic as string);
-    if (v['value-schema'] !== undefined) valueSchemaOf(v);
+    topicName(v.topic);
+    if (v['value-schema'] !== undefined) valueSchemaOf(v['value-schema']);
   },
   describe(v) {
     return [
@@ -60,15 +59,15 @@ export const ordersGenerator: Topology = {
     ].join('\n');
   },
   async run(ctx, v) {
-    const topic = v.topic as string;
-    const rate = v.rate as number;
-    const count = v.count as number | undefined;
-    const seed = (v.seed as number | undefined) ?? crypto.randomInt(2 ** 31);
-    await retry('creating topics', () => ensureTopics(ctx.kafka, [{ name: topic, partitions: v.partitions as number }]), ctx.log, ctx.signal).catch(() => undefined);
+    const topic = v.topic;
+    const rate = v.rate;
+    const count = v.count;
+    const seed = v.seed ?? crypto.randomInt(2 ** 31);
+    await retry('creating topics', () => ensureTopics(ctx.kafka, [{ name: topic, partitions: v.partitions }]), ctx.log, ctx.signal).catch(() => undefined);
     if (ctx.signal.aborted) return;
     // With SCHEMA_REGISTRY_URL: the order schema registered as <topic>-value, every value in the Confluent wire format.
     // A schema the registry refuses (incompatible with the subject's versions) stops the generator before it sends.
-    const schema = v['value-schema'] === undefined ? orderSchema() : valueSchemaOf(v);
+    const schema = v['value-schema'] === undefined ? orderSchema() : valueSchemaOf(v['value-schema']);
     const serializer = await retry('registering the order schema', () => valueSerializer(topic, schema, registryFromEnv()), ctx.log, ctx.signal)
       .catch((err: unknown) => { if (err instanceof Aborted) return undefined; throw err; });
     if (!serializer) return;
@@ -83,18 +82,18 @@ export const ordersGenerator: Topology = {
     };
     progress.start();
     const batches = new OrderBatches({
-      seed, invalidRatio: v['invalid-ratio'] as number, schemaId: serializer.schemaId,
+      seed, invalidRatio: v['invalid-ratio'], schemaId: serializer.schemaId,
       time: {
-        eventTimeStart: v['event-time-start'] === undefined ? undefined : Date.parse(v['event-time-start'] as string),
-        stepMs: v['event-time-step-ms'] as number,
-        outOfOrderMs: v['out-of-order-ms'] as number,
-        lateRatio: v['late-ratio'] as number,
-        lateByMs: v['late-by-ms'] as number,
+        eventTimeStart: v['event-time-start'] === undefined ? undefined : Date.parse(v['event-time-start']),
+        stepMs: v['event-time-step-ms'],
+        outOfOrderMs: v['out-of-order-ms'],
+        lateRatio: v['late-ratio'],
+        lateByMs: v['late-by-ms'],
       },
     });
     let late = 0;
     // Only with --report: the keys sent, valid and invalid, for a check by order_id (scripts/chaos.ts).
-    const report = v.report === undefined ? undefined : { valid: [] as string[], invalid: [] as string[] };
+    const report = v.report === undefined ? undefined : { file: v.report, valid: [] as string[], invalid: [] as string[] };
     const invalidByKind: Record<string, number> = {};
     let sent = 0;
     const startedAt = Date.now();
@@ -145,9 +144,9 @@ export const ordersGenerator: Topology = {
     const kinds = Object.entries(invalidByKind).map(([k, n]) => `${k} ${n}`).join(', ');
     if (report) {
       // Written only when every record was acknowledged or failed for good (flush above), so the keys are what Kafka holds.
-      fs.writeFileSync(v.report as string, JSON.stringify({ topic, produced: producer.delivered, failed: producer.failed, valid: report.valid, invalid: report.invalid }));
+      fs.writeFileSync(report.file, JSON.stringify({ topic, produced: producer.delivered, failed: producer.failed, valid: report.valid, invalid: report.invalid }));
     }
     ctx.log(`produced ${producer.delivered} records to ${topic} (valid ${sent - invalid}, invalid ${invalid}${kinds ? `: ${kinds}` : ''}), late ${late}, seed ${seed}`);
     if (producer.failed) throw new Error(`${producer.failed} records were not acknowledged by Kafka`);
   },
-};
+});

@@ -1,6 +1,4 @@
-import {
-  type Topology,
-} from '../pipeline/index.ts';
+import { defineTopology } from '../pipeline/index.ts';
 import { ordersIngestPlan } from './orders-ingest-plan.ts';
 import { consumerOptions, describePlan, dlqTopicOf, genericJsonOption, runWithFlags, stageThreadsOption, validateNames } from './run-plan.ts';
 
@@ -15,7 +13,7 @@ export { ORDER_COLUMNS, orderRow, ORDERS_TABLE_SQL, ordersIngestPlan } from './o
 export const INGEST_BATCH_SIZE = 10_000;
 export const INGEST_SINK_CONNECTIONS = 2;
 
-export const ordersIngest: Topology = {
+export const ordersIngest = defineTopology({
   name: 'orders-ingest',
   description: 'Consumes orders, validates them against schemas/order.schema.json and writes them to Postgres with COPY, exactly once.',
   uses: { kafka: true, postgres: true },
@@ -26,8 +24,8 @@ export const ordersIngest: Topology = {
     { name: 'table', type: 'string', default: 'orders_data', help: 'Postgres table the orders go to' },
   ],
   validate: validateNames,
-  topics: (v) => ({ reads: [v.topic as string], writes: [dlqTopicOf(v)] }),
-  describe: (v) => describePlan(ordersIngestPlan(v.topic as string, v.table as string), v),
-  run: (ctx, v) => runWithFlags('orders-ingest', ordersIngestPlan(v.topic as string, v.table as string), ctx, v,
+  topics: (v) => ({ reads: [v.topic], writes: [dlqTopicOf(v)] }),
+  describe: (v) => describePlan(ordersIngestPlan(v.topic, v.table), v),
+  run: (ctx, v) => runWithFlags('orders-ingest', ordersIngestPlan(v.topic, v.table), ctx, v,
     { module: new URL('./orders-ingest-plan.ts', import.meta.url).href, export: 'ordersIngestPlan', args: [v.topic, v.table] }),
-};
+});

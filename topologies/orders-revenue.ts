@@ -1,5 +1,5 @@
 import {
-  type Order, registryFromEnv, StreamsBuilder, tableName, TimeWindows, type Topology, type TopologyPlan, validateOrder,
+  defineTopology, type Order, registryFromEnv, StreamsBuilder, tableName, TimeWindows, type TopologyPlan, validateOrder,
 } from '../pipeline/index.ts';
 import { consumerOptions, describePlan, dlqTopicOf, runWithFlags, validateNames } from './run-plan.ts';
 
@@ -55,10 +55,10 @@ export function ordersRevenuePlan(o: { topic: string; table: string; graceMs: nu
   return b.build();
 }
 
-const plan = (v: Record<string, unknown>) =>
-  ordersRevenuePlan({ topic: v.topic as string, table: v.table as string, graceMs: (v.grace as number) * 1000, applicationId: v['group-id'] as string });
+const plan = (v: { topic: string; table: string; grace: number; 'group-id': string }) =>
+  ordersRevenuePlan({ topic: v.topic, table: v.table, graceMs: v.grace * 1000, applicationId: v['group-id'] });
 
-export const ordersRevenue: Topology = {
+export const ordersRevenue = defineTopology({
   name: 'orders-revenue',
   description: 'Revenue per product per minute (tumbling event-time windows, grace, emit-final) into orders_revenue_1m, exactly once.',
   uses: { kafka: true, postgres: true },
@@ -67,11 +67,11 @@ export const ordersRevenue: Topology = {
     { name: 'table', type: 'string', default: 'orders_revenue_1m', help: 'Postgres table the window results go to' },
     { name: 'grace', type: 'number', min: 0, default: 10, help: 'grace period in seconds: how late a record may come for its window' },
   ],
-  topics: (v) => ({ reads: [v.topic as string], writes: [dlqTopicOf(v)] }),
+  topics: (v) => ({ reads: [v.topic], writes: [dlqTopicOf(v)] }),
   validate(v) {
     validateNames(v);
-    tableName(`${v.table as string}_partials`);
+    tableName(`${v.table}_partials`);
   },
   describe: (v) => describePlan(plan(v), v),
   run: (ctx, v) => runWithFlags('orders-revenue', plan(v), ctx, v),
-};
+});

@@ -1,10 +1,10 @@
 import {
   describeMermaid, describeText, MAX_POLL_RECORDS, optimize, runPlan, tableName, topicName,
-  type OptionSpec, type OptionValues, type PlanRef, type RunPlanSettings, type TopologyContext, type TopologyPlan,
+  type OptionSpec, type PlanRef, type RunPlanSettings, type TopologyContext, type TopologyPlan, type ValuesOf,
 } from '../pipeline/index.ts';
 
 /** The flags every topology that consumes a topic into Postgres takes. */
-export const consumerOptions = (defaults: { group: string; batch: number; lanes?: number }): OptionSpec[] => [
+export const consumerOptions = (defaults: { group: string; batch: number; lanes?: number }) => [
   { name: 'topic', type: 'string', default: 'orders', help: 'topic to produce to, or read from' },
   { name: 'partitions', type: 'int', min: 1, max: 1000, default: 6, help: 'partitions of the topic when it is created' },
   { name: 'dlq-topic', type: 'string', help: 'dead-letter topic (default: <topic>.dlq)' },
@@ -14,54 +14,57 @@ export const consumerOptions = (defaults: { group: string; batch: number; lanes?
   { name: 'batch-wait-ms', type: 'int', min: 1, max: 600_000, default: 250, help: 'longest time a record waits for its flush' },
   { name: 'sink-connections', type: 'int', min: 1, max: 16, default: defaults.lanes ?? 1, help: 'flushes written at once, each on its own connection for a disjoint set of partitions (helps when Postgres, not this process, is the bottleneck)' },
   { name: 'stop-when-idle', type: 'number', min: 0, help: 'exit 0 once everything read is committed and nothing new came for this many seconds' },
-];
+] as const satisfies readonly OptionSpec[];
+
+/** What the common flags give, and the optional ones of some topologies. */
+export type ConsumerValues = ValuesOf<ReturnType<typeof consumerOptions>> & { table: string; 'stage-threads'?: number; 'generic-json'?: boolean | undefined };
 
 /**
  * For stateless plans whose sinks are Postgres tables: worker threads that run the stages and the COPY encoding.
  * The main thread keeps reading Kafka (node-rdkafka cannot run in a worker) and writing the flushes.
  */
-export const stageThreadsOption = (defaultThreads: number): OptionSpec => ({
+export const stageThreadsOption = (defaultThreads: number) => ({
   name: 'stage-threads', type: 'int', min: 0, max: 16, default: defaultThreads,
   help: 'worker threads that parse, validate and encode records (0: all on the main thread)',
-});
+}) as const satisfies OptionSpec;
 
 /** For plans that validate JSON with a local schema straight into a table's columns by name (codec/json-rows.ts). */
-export const genericJsonOption: OptionSpec = {
+export const genericJsonOption = {
   name: 'generic-json', type: 'bool',
   help: 'parse every value with JSON.parse and validate it with ajv, also those the direct reader would read straight into rows (for comparison)',
-};
+} as const satisfies OptionSpec;
 
-export const dlqTopicOf = (v: OptionValues) => (v['dlq-topic'] as string | undefined) ?? `${v.topic as string}.dlq`;
+export const dlqTopicOf = (v: { topic: string; 'dlq-topic': string | undefined }) => v['dlq-topic'] ?? `${v.topic}.dlq`;
 
 /** The names the common flags give, checked before anything connects (they reach Kafka and SQL). */
-export function validateNames(v: OptionValues): void {
-  topicName(v.topic as string);
+export function validateNames(v: ConsumerValues): void {
+  topicName(v.topic);
   topicName(dlqTopicOf(v), '--dlq-topic');
-  tableName(v.table as string);
+  tableName(v.table);
 }
 
 /** --describe (text) or --describe=mermaid of a plan. */
-export function describePlan(plan: TopologyPlan, v: OptionValues): string {
+export function describePlan(plan: TopologyPlan, v: ConsumerValues & { describe: string | undefined }): string {
   const optimized = optimize(plan, { directJson: !v['generic-json'] });
   return v.describe === 'mermaid' ? describeMermaid(optimized, dlqTopicOf(v)) : describeText(optimized, dlqTopicOf(v));
 }
 
 /** The common flags of a topology that consumes a topic into Postgres, read once into the runtime's settings. */
-export function runSettings(v: OptionValues): RunPlanSettings {
+export function runSettings(v: ConsumerValues): RunPlanSettings {
   return {
-    partitions: v.partitions as number,
+    partitions: v.partitions,
     dlqTopic: dlqTopicOf(v),
-    groupId: v['group-id'] as string,
-    batch: { maxRecords: v['batch-size'] as number, maxWaitMs: v['batch-wait-ms'] as number },
-    maxPollRecords: v['max-poll-records'] as number,
-    lanes: v['sink-connections'] as number,
-    stageThreads: (v['stage-threads'] as number | undefined) ?? 0,
+    groupId: v['group-id'],
+    batch: { maxRecords: v['batch-size'], maxWaitMs: v['batch-wait-ms'] },
+    maxPollRecords: v['max-poll-records'],
+    lanes: v['sink-connections'],
+    stageThreads: v['stage-threads'] ?? 0,
     directJson: !v['generic-json'],
-    stopWhenIdleMs: v['stop-when-idle'] === undefined ? undefined : (v['stop-when-idle'] as number) * 1000,
+    stopWhenIdleMs: v['stop-when-idle'] === undefined ? undefined : v['stop-when-idle'] * 1000,
   };
 }
 
 /** Runs a plan on the runtime with the common flags (see runPlan). */
-export function runWithFlags(name: string, plan: TopologyPlan, ctx: TopologyContext, v: OptionValues, planRef?: PlanRef): Promise<void> {
+export function runWithFlags(name: string, plan: TopologyPlan, ctx: TopologyContext, v: ConsumerValues, planRef?: PlanRef): Promise<void> {
   return runPlan(name, plan, ctx, { ...runSettings(v), planRef });
 }

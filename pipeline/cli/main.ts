@@ -4,7 +4,7 @@
  * Configuration: flags over environment over defaults. A bad flag or value: one line on stderr, exit code 2.
  */
 import { topologies } from '../../topologies/index.ts';
-import { fromEnv, helpText, parseArgs, type OptionSpec, type OptionValues, type ParsedArgs } from '../config/options.ts';
+import { fromEnv, GLOBAL_OPTIONS as GLOBAL, helpText, parseArgs, type OptionSpec, type OptionValues, type ParsedArgs } from '../config/options.ts';
 import { ConfigError, EnvironmentError, errorMessage } from '../errors.ts';
 import Kafka from 'node-rdkafka';
 import { checkKafkaConfig, kafkaConnection } from '../kafka/client-config.ts';
@@ -14,14 +14,6 @@ import { PipelineMetrics, serveMetrics } from '../metrics/registry.ts';
 import { closeDatabases, database, redactUrl } from '../postgres/db.ts';
 import type { Topology } from '../topology.ts';
 
-const GLOBAL: OptionSpec[] = [
-  { name: 'help', type: 'bool', help: 'show this help' },
-  { name: 'list', type: 'bool', help: 'list the topologies' },
-  { name: 'describe', type: 'string', implicit: 'text', choices: ['text', 'mermaid'], help: 'print the topology (sources, stages, stores, sinks, topics, tables) and exit; --describe=mermaid for a Mermaid flowchart' },
-  { name: 'kafka', type: 'list', help: 'a librdkafka property passed through, key=value (repeatable; also KAFKA_CONFIG="k=v;k=v")' },
-  { name: 'metrics-port', type: 'int', min: 0, max: 65535, help: 'port of /metrics, /healthz and /readyz; 0 = off (env METRICS_PORT, default 9464)' },
-  { name: 'metrics-host', type: 'string', help: 'address the metrics server binds to (env METRICS_HOST, default 127.0.0.1)' },
-];
 
 function usage(): string {
   const specs = mergedSpecs(topologies);
@@ -41,7 +33,8 @@ function usage(): string {
 /** The flags given on the command line, and this topology's own defaults for the rest. */
 function valuesFor(t: Topology, args: ParsedArgs): OptionValues {
   const out: OptionValues = {};
-  for (const spec of [...GLOBAL, ...t.options]) out[spec.name] = args.given.has(spec.name) ? args.values[spec.name] : spec.default;
+  const specs: readonly OptionSpec[] = [...GLOBAL, ...t.options];
+  for (const spec of specs) out[spec.name] = args.given.has(spec.name) ? args.values[spec.name] : spec.default;
   return out;
 }
 

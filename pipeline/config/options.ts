@@ -1,3 +1,4 @@
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import { ConfigError } from '../errors.ts';
 
 export type OptionType = 'int' | 'number' | 'string' | 'bool' | 'list';
@@ -10,12 +11,63 @@ export interface OptionSpec {
   min?: number;
   max?: number;
   /** For 'string': the accepted values. */
-  choices?: string[];
+  choices?: readonly string[];
   /** The value when the flag is given without one (`--describe` means `--describe=text`). */
   implicit?: string;
 }
 
 export type OptionValues = Record<string, string | number | boolean | string[] | undefined>;
+
+/** The flags of the CLI itself, which every topology's values also hold. */
+export const GLOBAL_OPTIONS = [
+  { name: 'help', type: 'bool', help: 'show this help' },
+  { name: 'list', type: 'bool', help: 'list the topologies' },
+  { name: 'describe', type: 'string', implicit: 'text', choices: ['text', 'mermaid'], help: 'print the topology (sources, stages, stores, sinks, topics, tables) and exit; --describe=mermaid for a Mermaid flowchart' },
+  { name: 'kafka', type: 'list', help: 'a librdkafka property passed through, key=value (repeatable; also KAFKA_CONFIG="k=v;k=v")' },
+  { name: 'metrics-port', type: 'int', min: 0, max: 65535, help: 'port of /metrics, /healthz and /readyz; 0 = off (env METRICS_PORT, default 9464)' },
+  { name: 'metrics-host', type: 'string', help: 'address the metrics server binds to (env METRICS_HOST, default 127.0.0.1)' },
+] as const satisfies readonly OptionSpec[];
+
+type ValueOf<S extends OptionSpec> = S['type'] extends 'int' | 'number' ? number
+  : S['type'] extends 'bool' ? boolean
+  : S['type'] extends 'list' ? string[]
+  : S extends { choices: readonly (infer C)[] } ? C : string;
+
+/**
+ * The values a list of option specs gives, typed: `{ 'batch-size': number; 'dlq-topic': string | undefined; ... }`.
+ * An option with a default always has a value; one without may be undefined.
+ */
+export type OptionsOf<S extends readonly OptionSpec[]> = {
+  [K in S[number] as K['name']]: K extends { default: string | number | boolean } ? ValueOf<K> : ValueOf<K> | undefined;
+};
+
+/** The JSON Schema the values of these specs satisfy: what options() checks them against. */
+export function optionsSchema(specs: readonly OptionSpec[]): object {
+  const properties: Record<string, object> = {};
+  for (const s of specs) {
+    const range = { ...(s.min === undefined ? {} : { minimum: s.min }), ...(s.max === undefined ? {} : { maximum: s.max }) };
+    properties[s.name] = s.type === 'int' ? { type: 'integer', ...range }
+      : s.type === 'number' ? { type: 'number', ...range }
+        : s.type === 'bool' ? { type: 'boolean' }
+          : s.type === 'list' ? { type: 'array', items: { type: 'string' } }
+            : { type: 'string', minLength: 1, ...(s.choices ? { enum: [...s.choices] } : {}) };
+  }
+  return { type: 'object', properties, required: specs.filter((s) => s.default !== undefined).map((s) => s.name) };
+}
+
+/**
+ * Compiles the specs' schema once (ajv) into a check that gives the values typed, or a ConfigError naming the flag:
+ * what a topology's own code reads its options through, with no cast.
+ */
+export function options<const S extends readonly OptionSpec[]>(specs: S): (values: OptionValues) => OptionsOf<S> {
+  const check = new Ajv2020({ strict: true, allErrors: false }).compile<OptionsOf<S>>(optionsSchema(specs));
+  return (values) => {
+    if (check(values)) return values;
+    const e = check.errors?.[0];
+    const flag = e?.instancePath ? `--${e.instancePath.slice(1).replace(/~1/g, '/').replace(/~0/g, '~')}` : e?.params && 'missingProperty' in e.params ? `--${String(e.params.missingProperty)}` : 'options';
+    throw new ConfigError(`${flag}: ${e?.message ?? 'invalid'}`);
+  };
+}
 
 export interface ParsedArgs {
   names: string[];

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { fromEnv, parseArgs, type OptionSpec } from '../../../pipeline/config/options.ts';
+import { fromEnv, options, parseArgs, type OptionSpec } from '../../../pipeline/config/options.ts';
+import { ordersIngest } from '../../../topologies/orders-ingest.ts';
 import Kafka from 'node-rdkafka';
 import { checkKafkaConfig, kafkaConnection, redactConfig } from '../../../pipeline/kafka/client-config.ts';
 import { ConfigError } from '../../../pipeline/errors.ts';
@@ -68,5 +69,37 @@ describe('flag parser', () => {
     assert.equal(tableName('orders_data'), '"orders_data"');
     assert.equal(tableName('analytics.orders'), '"analytics"."orders"');
     for (const bad of ['orders; DROP TABLE x', 'a"b', '1abc', 'a.b.c', '', 'x y']) assert.throws(() => tableName(bad), ConfigError);
+  });
+});
+
+describe('typed options (options(): the specs compiled into a JSON Schema, checked with ajv)', () => {
+  const specs = [
+    { name: 'batch-size', type: 'int', min: 1, max: 100, default: 10, help: '' },
+    { name: 'rate', type: 'number', min: 0, help: '' },
+    { name: 'format', type: 'string', choices: ['csv', 'ndjson'], help: '' },
+    { name: 'loop', type: 'bool', help: '' },
+    { name: 'kafka', type: 'list', help: '' },
+  ] as const;
+  const check = options(specs);
+
+  it('gives the values typed when they fit the specs', () => {
+    const v = check({ 'batch-size': 5, rate: 0.5, format: 'csv', loop: true, kafka: ['a=b'], other: 'ignored' });
+    const size: number = v['batch-size'];
+    const format: 'csv' | 'ndjson' | undefined = v.format;
+    assert.equal(size, 5);
+    assert.equal(format, 'csv');
+    assert.deepEqual(check({ 'batch-size': 1 }), { 'batch-size': 1 }, 'options without a default may be absent');
+  });
+
+  it('refuses values that do not, naming the flag', () => {
+    assert.throws(() => check({ 'batch-size': 'x' }), (e: unknown) => e instanceof ConfigError && /^--batch-size: must be integer/.test(e.message));
+    assert.throws(() => check({ 'batch-size': 101 }), /ConfigError: --batch-size: must be <= 100/);
+    assert.throws(() => check({ 'batch-size': 1, format: 'xml' }), /ConfigError: --format: must be equal to one of the allowed values/);
+    assert.throws(() => check({ 'batch-size': 1, loop: 'yes' }), /ConfigError: --loop: must be boolean/);
+    assert.throws(() => check({}), /ConfigError: --batch-size: must have required property/);
+  });
+
+  it('is what a topology reads its values through: wrong ones stop it before it runs', () => {
+    assert.throws(() => ordersIngest.describe({ topic: 42 }), ConfigError);
   });
 });
