@@ -2,11 +2,12 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  ConfigError, countLines, ensureTopics, FileSource, formatOf, lineReader, MAX_POLL_RECORDS, numericProperties, type Order, orderSchema,
+  ConfigError, countLines, decodePosition, ensureTopics, FileSource, formatOf, lineReader, MAX_POLL_RECORDS, numericProperties, type Order, orderSchema,
   readCsvHeader, readFileRecords, registryFromEnv, retry, runPlan, StreamsBuilder, tableName, topicName, type FileFormat, type Stage,
   type StreamRecord, defineTopology, type TopologyPlan, validateOrder, valueSerializer, type ValueSerializer,
 } from '../pipeline/index.ts';
 import { ORDER_COLUMNS, orderRow, ORDERS_TABLE_SQL } from './orders-ingest.ts';
+import { dlqTopicOf } from './run-plan.ts';
 
 /** RFC 9562 name-based UUID (version 5, SHA-1) in a namespace of this project. */
 const NAMESPACE = Buffer.from('6f2d1c9e4b7a4e0f9a51d3c8b2e7f401', 'hex');
@@ -57,9 +58,7 @@ export function fileOrders(o: FileOrdersOptions): Stage<Buffer | null, Order> {
     process(batch, ctx) {
       const out: StreamRecord<Order>[] = [];
       for (const r of batch) {
-        const position = r.offset;
-        const replay = o.lines ? Math.floor((position - 1) / o.lines) : 0;
-        const line = position - replay * (o.lines ?? 0);
+        const { replay, line } = decodePosition(r.offset, o.lines);
         const rec = read({ line, text: r.raw!.toString() });
         if (!rec.ok) {
           ctx.deadLetter(r, rec.reason, rec.message);
@@ -111,7 +110,7 @@ export const ordersFile = defineTopology({
     { name: 'batch-size', type: 'int', min: 1, max: 1_000_000, default: 10_000, help: 'records per flush (one transaction)' },
     { name: 'batch-wait-ms', type: 'int', min: 1, max: 600_000, default: 500, help: 'longest time a record waits for its flush' },
   ],
-  topics: (v) => ({ reads: [], writes: v['to-topic'] ? [v.topic, v['dlq-topic'] ?? `${v.topic}.dlq`] : [] }),
+  topics: (v) => ({ reads: [], writes: v['to-topic'] ? [v.topic, dlqTopicOf(v)] : [] }),
   validate(v) {
     const file = fileOf(v);
     if (!fs.existsSync(file) || !fs.statSync(file).isFile()) throw new ConfigError(`--file: "${file}" is not a readable file`);
@@ -130,7 +129,7 @@ export const ordersFile = defineTopology({
       v['to-topic']
         ? `  sink    topic ${topic} (idempotent producer, key = order_id; position committed after every acknowledged batch)`
         : `  sink    Postgres table ${v.table} (COPY, rows + file position in one transaction)`,
-      `  dlq     topic ${v['dlq-topic'] ?? `${topic}.dlq`} (through outbox table pipeline_dead_letters; source.offset = the line number, with --loop replay × lines + line)`,
+      `  dlq     topic ${dlqTopicOf(v)} (through outbox table pipeline_dead_letters; source.offset = the line number, with --loop replay × lines + line)`,
     ].join('\n');
   },
   async run(ctx, v) {
@@ -139,7 +138,7 @@ export const ordersFile = defineTopology({
     const loop = v.loop === true;
     const toTopic = v['to-topic'] === true;
     const topic = v.topic;
-    const dlqTopic = v['dlq-topic'] ?? `${topic}.dlq`;
+    const dlqTopic = dlqTopicOf(v);
     const groupId = v['group-id'] ?? 'orders-file';
     const partitions = v.partitions;
     const numeric = numericProperties(orderSchema());

@@ -46,6 +46,7 @@ export async function runPlan(name: string, plan: TopologyPlan, ctx: TopologyCon
     throw err;
   }
   const db = ctx.database();
+  const sourcePartitions = s.source?.partitions;
   const sinks = sinksOf(plan).map((spec) => sinkOf(spec, { applicationId: plan.applicationId, sourceTopic: plan.topic, dlqTopic: s.dlqTopic }));
   const table = sinks.filter((k) => k.write).map((k) => k.label).join(',') || 'none';
   const task = new StreamTask({
@@ -54,7 +55,7 @@ export async function runPlan(name: string, plan: TopologyPlan, ctx: TopologyCon
     source: s.source?.create ?? ((listener) => new KafkaSource(ctx.kafka, plan.topic, s.groupId, listener)),
     committer: new PostgresCommitter({
       db, kafka: ctx.kafka, applicationId: plan.applicationId, groupId: s.groupId, topic: plan.topic, sinks, stores: storesOf(plan),
-      partitions: s.source && (async () => s.source!.partitions),
+      partitions: sourcePartitions === undefined ? undefined : async () => sourcePartitions,
     }),
     sinks,
     dlqTopic: s.dlqTopic,
