@@ -43,3 +43,11 @@ export function encodeCopyRow(row: readonly CopyValue[]): string {
   }
   return line + '\n';
 }
+
+const UNESCAPED: Record<string, string> = { '\\': '\\', t: '\t', n: '\n', r: '\r' };
+
+/** A COPY text line (its newline optional) back to its values, NULL as null: how Postgres reads what encodeCopyRow wrote. */
+export function decodeCopyRow(line: string): (string | null)[] {
+  const body = line.endsWith('\n') ? line.slice(0, -1) : line;
+  return body.split('\t').map((field) => (field === '\\N' ? null : field.replace(/\\(.)/g, (_m, c: string) => UNESCAPED[c] ?? c)));
+}

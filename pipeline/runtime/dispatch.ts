@@ -1,5 +1,5 @@
 import type { PlanExecutor, StageCounts } from '../dsl/executor.ts';
-import type { StageContext } from '../records.ts';
+import type { StageContext, StreamRecord } from '../records.ts';
 import { recordOf, type PackedBatch } from '../sources/packed-batch.ts';
 import { copyTargets, runBatch, type BatchRows, type CopyTarget } from './batch.ts';
 import type { PendingBatch } from './flush-plan.ts';
@@ -10,7 +10,8 @@ export interface DispatchOptions {
   /** Where a partition's records, rows and dead letters go: its lane's pending batch. */
   pendingOf(partition: number): PendingBatch;
   deadLetter: StageContext['deadLetter'];
-  late(stage: string, count: number): void;
+  /** Records a stage found late: the record itself when it ran on the main thread. */
+  late(stage: string, count: number, record?: StreamRecord): void;
   stages(counts: StageCounts[]): void;
   /** Worker threads for the stages and COPY encoding (0: the main thread). */
   threads: number;
@@ -34,7 +35,7 @@ export class Dispatcher {
     this.targets = copyTargets(o.executor);
     this.ctx = {
       deadLetter: o.deadLetter,
-      late: (_r, stage) => o.late(stage, 1),
+      late: (r, stage) => o.late(stage, 1, r),
     };
     if (o.threads > 0) {
       if (!o.planRef) throw new Error('stage threads need a planRef to build the plan in each worker');

@@ -214,3 +214,8 @@ export function filterSegment(s: CopySegment, keep: (r: StreamRecord) => boolean
   if (!kept.length) return undefined;
   return { text: Buffer.concat(parts), ends: Uint32Array.from(ends), keyHashes: keys && Uint32Array.from(keys), keyAt: s.keyAt, record: (i) => s.record(kept[i]) };
 }
+
+/** Whether a sink's pending item is a CopySegment (a COPY sink's) rather than a record. */
+export function isCopySegment(item: unknown): item is CopySegment {
+  return typeof item === 'object' && item !== null && 'ends' in item && 'text' in item && 'record' in item;
+}

@@ -2,7 +2,7 @@ import type Kafka from 'node-rdkafka';
 import { FencedError } from '../errors.ts';
 import type { DeadLetter } from '../postgres/dead-letters.ts';
 import type { StreamRecord } from '../records.ts';
-import type { CopySegment } from '../sinks/copy-segment.ts';
+import { isCopySegment } from '../sinks/copy-segment.ts';
 import { packMessages } from '../sources/packed-batch.ts';
 import type { PartitionListener, Polled, Source } from '../sources/source.ts';
 import type { CommitResult, Committer } from '../runtime/committer.ts';
@@ -11,8 +11,19 @@ import type { ChangelogEntry } from '../state/store.ts';
 
 export interface MemoryMessage {
   key?: string | null;
-  value: Buffer | string | object | null;
+  /** An object or string is sent as JSON/UTF-8 bytes; a Buffer as is; null is a tombstone. */
+  value: unknown;
   timestamp?: number;
+  headers?: Kafka.MessageHeader[];
+}
+
+/** A message as a consumer would hand it over (1 Jan 2026 when it has no timestamp). */
+export function messageOf(topic: string, partition: number, offset: number, m: MemoryMessage): Kafka.Message {
+  const value = m.value === null ? null : Buffer.isBuffer(m.value) ? m.value : Buffer.from(typeof m.value === 'string' ? m.value : JSON.stringify(m.value));
+  return {
+    topic, partition, offset, key: m.key === undefined || m.key === null ? undefined : Buffer.from(m.key), value,
+    timestamp: m.timestamp ?? Date.UTC(2026, 0, 1), size: value?.length ?? 0, headers: m.headers,
+  } as Kafka.Message;
 }
 
 /**
@@ -41,8 +52,7 @@ export class MemorySource implements Source {
     if (!log) this.logs.set(partition, (log = []));
     return messages.map((m) => {
       const offset = log.length;
-      const value = m.value === null ? null : Buffer.isBuffer(m.value) ? m.value : Buffer.from(typeof m.value === 'string' ? m.value : JSON.stringify(m.value));
-      log.push({ topic: this.topic, partition, offset, key: m.key === undefined || m.key === null ? undefined : Buffer.from(m.key), value, timestamp: m.timestamp ?? Date.UTC(2026, 0, 1), size: value?.length ?? 0 } as Kafka.Message);
+      log.push(messageOf(this.topic, partition, offset, m));
       return offset;
     });
   }
@@ -161,14 +171,28 @@ export class MemoryCommitter implements Committer {
     }
     const failure = this.failWhen(plan, this.attempts++);
     if (failure) throw failure;
+    return this.apply(plan);
+  }
+
+  /**
+   * Commits a plan now, as commit does once let through (TopologyTestDriver commits this way). With
+   * crashAfterChangelog, only the changelog is written and then the commit throws: a crash between producing the
+   * changelog and the Postgres transaction.
+   */
+  apply(plan: FlushPlan, o: { crashAfterChangelog?: boolean } = {}): CommitResult {
     const fenced = plan.offsets.filter((m) => (this.stored.get(m.partition) ?? -1) !== m.expected).map((m) => m.partition);
     if (fenced.length) throw new FencedError(this.kind, fenced);
+    for (const c of plan.changelog) {
+      const key = `${c.topic}/${c.partition}`;
+      this.changelogs.set(key, [...(this.changelogs.get(key) ?? []), ...c.entries]);
+    }
+    if (o.crashAfterChangelog) throw new Error('crashed after the changelog, before the transaction');
     let written = 0;
     for (const [sink, items] of plan.items) {
       let list = this.committed.get(sink);
       if (!list) this.committed.set(sink, (list = []));
       for (const item of items) {
-        if (isSegment(item)) {
+        if (isCopySegment(item)) {
           for (let i = 0; i < item.ends.length; i++) list.push(item.record(i));
           written += item.ends.length;
         } else {
@@ -176,10 +200,6 @@ export class MemoryCommitter implements Committer {
           written++;
         }
       }
-    }
-    for (const c of plan.changelog) {
-      const key = `${c.topic}/${c.partition}`;
-      this.changelogs.set(key, [...(this.changelogs.get(key) ?? []), ...c.entries]);
     }
     this.deadLetters.push(...plan.deadLetters);
     for (const m of plan.offsets) this.stored.set(m.partition, m.next);
@@ -192,12 +212,13 @@ export class MemoryCommitter implements Committer {
   }
 
   async changelog(store: string, partition: number): Promise<ChangelogEntry[]> {
+    return this.changelogOf(store, partition);
+  }
+
+  /** A store's changelog of one partition as written so far. */
+  changelogOf(store: string, partition: number): ChangelogEntry[] {
     return [...this.changelogs.entries()].filter(([k]) => k.endsWith(`-${store}-changelog/${partition}`)).flatMap(([, e]) => e);
   }
 
   async close(): Promise<void> {}
-}
-
-function isSegment(item: unknown): item is CopySegment {
-  return typeof item === 'object' && item !== null && 'ends' in item && 'record' in item;
 }

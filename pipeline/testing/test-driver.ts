@@ -1,80 +1,95 @@
-import type { DeadLetter } from '../postgres/dead-letters.ts';
-import { deadLetterOf, type StageContext, type StreamRecord } from '../records.ts';
+import { decodeCopyRow } from '../codec/copy-text.ts';
 import { PlanExecutor } from '../dsl/executor.ts';
 import type { TopologyPlan } from '../dsl/plan.ts';
+import type { DeadLetter } from '../postgres/dead-letters.ts';
+import { deadLetterOf, type StreamRecord } from '../records.ts';
+import { Dispatcher } from '../runtime/dispatch.ts';
+import { PendingBatch, prepareFlush } from '../runtime/flush-plan.ts';
+import { PartitionLedger } from '../runtime/ledger.ts';
+import { isCopySegment } from '../sinks/copy-segment.ts';
+import { packMessages } from '../sources/packed-batch.ts';
 import type { ChangelogEntry } from '../state/store.ts';
+import { MemoryCommitter, messageOf, type MemoryMessage } from './memory.ts';
 
-export interface TestInput {
-  key?: string | null;
-  /** An object or string is sent as JSON/UTF-8 bytes; a Buffer as is; null is a tombstone. */
-  value: unknown;
-  timestamp?: number;
+export interface TestInput extends MemoryMessage {
   partition?: number;
-  headers?: StreamRecord['headers'];
 }
 
 /**
- * Runs a topology without a broker, like Kafka Streams' TopologyTestDriver: pipe records into the source topic,
- * read what reached each sink, the dead letters and the late records, look into the state stores, and commit to
- * collect changelog entries as the runtime would write them. A driver built with `restoreFrom` starts from another
- * driver's changelog and committed offsets, as a restarted instance would.
+ * Runs a topology without a broker, like Kafka Streams' TopologyTestDriver, on the runtime's own code: piped records
+ * are packed as a poll, taken by the PartitionLedger, run by the Dispatcher into a PendingBatch, and commit()
+ * prepares the flush (prepareFlush) and commits it to a MemoryCommitter, as StreamTask does. Read what reached each
+ * sink, the dead letters and the late records, look into the state stores, and read the changelog the commits wrote.
+ * A driver built with `restoreFrom` is a restarted instance: it shares the other's committer (its offsets and
+ * changelog are the truth) and restores its state from it.
  */
 export class TopologyTestDriver {
   readonly executor: PlanExecutor;
-  private readonly outputs = new Map<string, StreamRecord[]>();
+  readonly committer: MemoryCommitter;
+  /** Every dead letter the stages made, committed or not. */
   readonly deadLetters: DeadLetter[] = [];
   readonly lateRecords: StreamRecord[] = [];
+  private readonly ledger = new PartitionLedger();
+  private readonly dispatcher: Dispatcher;
+  private pending = new PendingBatch();
+  /** How many of each sink's pending items were read (readOutput, readRows). */
+  private readonly read = new Map<string, number>();
+  private readonly unread = new Map<string, unknown[]>();
   private readonly nextOffset = new Map<number, number>();
-  private readonly committed = new Map<number, number>();
-  private readonly changelogs = new Map<string, ChangelogEntry[]>();
   private wallClock: number;
-  private readonly ctx: StageContext;
 
   constructor(readonly plan: TopologyPlan, options: { wallClock?: number; restoreFrom?: TopologyTestDriver } = {}) {
     this.executor = new PlanExecutor(plan);
+    if (this.executor.needsPrepare) throw new Error('the test driver runs plans whose stages need no preparing; a registry schema does (use a local schema in tests)');
     this.wallClock = options.wallClock ?? Date.UTC(2026, 0, 1);
-    this.ctx = {
-      deadLetter: (r, reason, message) => this.deadLetters.push(deadLetterOf(r, `${plan.topic}.dlq`, reason, message)),
-      late: (r) => this.lateRecords.push(r),
-    };
-    const from = options.restoreFrom;
-    if (from) {
-      for (const [p, offset] of from.committed) {
-        this.committed.set(p, offset);
-        this.nextOffset.set(p, offset);
-      }
-      for (const [k, entries] of from.changelogs) this.changelogs.set(k, [...entries]);
-      for (const s of this.executor.stateful) {
-        for (const [p, offset] of this.committed) s.restore(p, this.changelog(s.storeName, p), offset);
-      }
-    }
+    const dlqTopic = `${plan.topic}.dlq`;
+    this.dispatcher = new Dispatcher({
+      executor: this.executor,
+      pendingOf: () => this.pending,
+      deadLetter: (r, reason, message) => {
+        const d = deadLetterOf(r, dlqTopic, reason, message);
+        this.pending.deadLetters.push(d);
+        this.deadLetters.push(d);
+      },
+      late: (_stage, _n, r) => { if (r) this.lateRecords.push(r); },
+      stages: () => undefined,
+      threads: 0,
+    });
+    this.committer = options.restoreFrom?.committer ?? new MemoryCommitter();
+    for (const p of this.committer.stored.keys()) this.assign(p);
   }
 
-  /** Pipes records into the source topic as one batch. */
+  /** Pipes records into the source topic as one poll. */
   pipeInput(...inputs: TestInput[]): void {
-    const batch: StreamRecord[] = inputs.map((i) => {
+    const messages = inputs.map((i) => {
       const partition = i.partition ?? 0;
-      const offset = this.nextOffset.get(partition) ?? 0;
+      if (!this.ledger.owns(partition)) this.assign(partition);
+      const offset = this.nextOffset.get(partition)!;
       this.nextOffset.set(partition, offset + 1);
-      const raw = i.value === null ? null : Buffer.isBuffer(i.value) ? i.value : Buffer.from(typeof i.value === 'string' ? i.value : JSON.stringify(i.value));
-      const rawKey = i.key === undefined || i.key === null ? null : Buffer.from(i.key);
-      return {
-        topic: this.plan.topic, partition, offset, timestamp: i.timestamp ?? this.wallClock, rawKey, key: i.key ?? null,
-        headers: i.headers, raw, value: raw,
-      };
+      return messageOf(this.plan.topic, partition, offset, { ...i, timestamp: i.timestamp ?? this.wallClock });
     });
-    this.executor.run(batch, this.ctx, this.outputs);
+    for (const m of messages) {
+      this.ledger.position(m.partition)!.taken = m.offset;
+      this.pending.count++;
+    }
+    this.dispatcher.dispatch(packMessages(this.plan.topic, messages));
   }
 
   advanceWallClockTime(ms: number): void {
     this.wallClock += ms;
   }
 
-  /** Takes what reached a sink (by name, e.g. `to-orders_revenue_1m`) since the last read. */
+  /** Takes the records that reached a sink (by name, e.g. `to-orders_revenue_1m`) since the last read. */
   readOutput<V = unknown>(sink: string): StreamRecord<V>[] {
-    const out = this.outputs.get(sink) ?? [];
-    this.outputs.set(sink, []);
-    return out as StreamRecord<V>[];
+    if (this.isCopySink(sink)) throw new Error(`${sink} is a COPY sink: its rows are read with readRows`);
+    return this.take(sink) as StreamRecord<V>[];
+  }
+
+  /** Takes the rows a COPY sink (toPostgres) would write since the last read, as the text values Postgres reads. */
+  readRows(sink: string): (string | null)[][] {
+    if (!this.isCopySink(sink)) throw new Error(`${sink} is not a COPY sink: its records are read with readOutput`);
+    return this.take(sink).filter(isCopySegment)
+      .flatMap((item) => Array.from(item.ends, (end, i) => decodeCopyRow(item.text.subarray(i === 0 ? 0 : item.ends[i - 1], end).toString())));
   }
 
   /** What a state store holds for a partition. */
@@ -86,20 +101,47 @@ export class TopologyTestDriver {
   }
 
   /**
-   * Commits what was piped so far: changelog entries are cut and written, then the offsets committed, as the
-   * runtime does. crashBeforeCommit writes the changelog but not the offsets: a crash between the two.
+   * Commits what was piped so far, as the runtime flushes: the flush is prepared (offsets, each sink's items, the
+   * changelog cut as of its end) and committed. crashBeforeCommit writes the changelog and not the rest, a crash
+   * between the two; the driver then rewinds as the runtime does, to the committed offsets and the state as of them,
+   * and the next piped record takes the first uncommitted offset again.
    */
   commit(options: { crashBeforeCommit?: boolean } = {}): void {
-    for (const [p, next] of this.nextOffset) {
-      for (const s of this.executor.stateful) this.changelog(s.storeName, p).push(...s.cut(p, next));
-      if (!options.crashBeforeCommit) this.committed.set(p, next);
+    for (const [sink, items] of this.pending.items) this.unread.set(sink, [...(this.unread.get(sink) ?? []), ...items.slice(this.read.get(sink) ?? 0)]);
+    this.read.clear();
+    const plan = prepareFlush(0, 1, this.pending, this.ledger, this.executor.stateful, this.plan.applicationId);
+    this.pending = new PendingBatch();
+    try {
+      this.committer.apply(plan, { crashAfterChangelog: options.crashBeforeCommit });
+      this.ledger.committed(plan.offsets);
+    } catch (err) {
+      if (!options.crashBeforeCommit) throw err;
+      for (const m of plan.offsets) this.assign(m.partition);
     }
   }
 
+  /** The changelog the commits wrote for a store's partition. */
   changelog(store: string, partition = 0): ChangelogEntry[] {
-    const k = `${store}/${partition}`;
-    let list = this.changelogs.get(k);
-    if (!list) this.changelogs.set(k, (list = []));
-    return list;
+    return this.committer.changelogOf(store, partition);
+  }
+
+  /** Owns the partition from the offset the committer holds, its state restored as of it (StreamTask.onAssign). */
+  private assign(partition: number): void {
+    const committed = this.committer.stored.get(partition) ?? -1;
+    for (const s of this.executor.stateful) s.restore(partition, this.committer.changelogOf(s.storeName, partition), committed);
+    this.ledger.assign(partition, committed);
+    this.nextOffset.set(partition, Math.max(0, committed));
+  }
+
+  private isCopySink(sink: string): boolean {
+    return this.executor.sinks.some((s) => s.name === sink && s.kind === 'postgres');
+  }
+
+  private take(sink: string): unknown[] {
+    const items = this.pending.items.get(sink) ?? [];
+    const out = [...(this.unread.get(sink) ?? []), ...items.slice(this.read.get(sink) ?? 0)];
+    this.unread.delete(sink);
+    this.read.set(sink, items.length);
+    return out;
   }
 }

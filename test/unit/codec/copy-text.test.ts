@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { CopyEncodeError, encodeCopyRow, encodeCopyValue, escapeCopyText } from '../../../pipeline/codec/copy-text.ts';
+import { CopyEncodeError, decodeCopyRow, encodeCopyRow, encodeCopyValue, escapeCopyText } from '../../../pipeline/codec/copy-text.ts';
 
 describe('COPY text encoder', () => {
   it('escapes backslash, tab, newline and carriage return, and nothing else', () => {
@@ -27,5 +27,10 @@ describe('COPY text encoder', () => {
 
   it('encodes a row as tab-separated columns ending in a newline', () => {
     assert.equal(encodeCopyRow(['x', 1, null, 'a\tb']), 'x\t1\t\\N\ta\\tb\n');
+  });
+
+  it('decodes a line back to the values it was encoded from, telling NULL from the text \\N', () => {
+    const row = ['tab\there', 'line\nbreak', 'cr\r', 'back\\slash\\', '\\N', null, 'Crème 寿司 🍮', ''];
+    assert.deepEqual(decodeCopyRow(encodeCopyRow(row)), row);
   });
 });

@@ -59,6 +59,23 @@ describe('the DSL', () => {
     assert.deepEqual(d.deadLetters.map((x) => x.reason).sort(), ['malformed-json', 'schema', 'tombstone']);
   });
 
+  it('hands back the COPY rows of a Postgres sink as Postgres reads them, and commits their offsets through the committer', () => {
+    const b = new StreamsBuilder('rows');
+    b.stream<{ id: string; note: string | null }>('in').mapValues((v) => JSON.parse(String(v)))
+      .toPostgres({ table: 'notes', columns: ['id', 'note'], createSql: 'CREATE TABLE IF NOT EXISTS $TABLE (id text, note text)' });
+    const d = new TopologyTestDriver(b.build());
+    d.pipeInput({ value: { id: 'a', note: 'tab\there' } }, { value: { id: 'b', note: null } }, { value: 'not json' });
+    assert.deepEqual(d.readRows('to-notes'), [['a', 'tab\there'], ['b', null]]);
+    assert.deepEqual(d.deadLetters.map((x) => [x.sourceOffset, x.reason]), [[2, 'mapValues-failed']]);
+    assert.throws(() => d.readOutput('to-notes'), /COPY sink/);
+    assert.equal(d.committer.stored.get(0), undefined, 'nothing committed before commit()');
+    d.commit();
+    assert.equal(d.committer.stored.get(0), 3, 'the next offset after the three records');
+    assert.deepEqual(d.committer.deadLetters.map((x) => x.sourceOffset), [2]);
+    d.pipeInput({ value: { id: 'c', note: 'x' } });
+    assert.deepEqual(d.readRows('to-notes'), [['c', 'x']], 'only what came since the last read');
+  });
+
   it('describes sources, stages, stores and sinks as text and as Mermaid', () => {
     const plan = ordersRevenuePlan({ topic: 'orders', table: 'orders_revenue_1m', graceMs: 10_000 });
     const text = describeText(plan, 'orders.dlq');
