@@ -13,6 +13,7 @@ export type { Stage, StageContext, StatefulStage, StreamRecord, Windowed } from 
 export { parseJson } from './stages/parse-json.ts';
 export { validate } from './stages/validate.ts';
 export { encodeCopyRow, type CopyValue } from './codec/copy-text.ts';
+export { prng } from './random.ts';
 
 export { ConfigError, CopyEncodeError, EnvironmentError, errorMessage, FencedError, PipelineError, type DeadLetterReason, type ErrorCode } from './errors.ts';
 export { compileSchema, formatCheck, loadSchema, orderSchema, validateOrder, type Order, type Validator } from './schema/validator.ts';

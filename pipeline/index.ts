@@ -24,6 +24,11 @@ export { Aborted, isRetriable, retry, sleep } from './runtime/retry.ts';
 export { TS_WORKER, type PlanRef } from './runtime/stage-workers.ts';
 export { batchSize, type PackedBatch } from './sources/packed-batch.ts';
 
+// The kafka-to-postgres connector: configs, the table they make, the plan of each pipeline.
+export { loadConnectorConfig, loadConnectorConfigs, type ConnectorPipeline, type PipelineConfig } from './connector/config.ts';
+export { columnType, createTableSql, tableColumns, type Column, type ColumnSource } from './connector/columns.ts';
+export { connectorPlan, type ConnectorPlanArgs } from './connector/plan.ts';
+
 // Testing without a broker.
 export { TopologyTestDriver, type TestInput } from './testing/test-driver.ts';
 export { MemoryCommitter, MemorySource, type MemoryMessage } from './testing/memory.ts';

@@ -1,4 +1,7 @@
 import crypto from 'node:crypto';
+import { prng } from '../pipeline/builder.ts';
+
+export { prng };
 
 // The order factory alone, apart from the topology that sends its orders: the generator's worker thread imports this
 // module, and a worker must not load node-rdkafka (it cannot run in a worker thread).
@@ -8,18 +11,6 @@ const PRODUCTS = ['Laptop', 'Phone', 'Headphones', 'Monitor', 'Keyboard', 'Mouse
 
 export const INVALID_KINDS = ['malformed-json', 'missing-field', 'wrong-type', 'negative-quantity'] as const;
 export type InvalidKind = (typeof INVALID_KINDS)[number];
-
-/** A small seeded PRNG (mulberry32): the same seed gives the same sequence of products, prices and invalid kinds. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * UUIDv7 (RFC 9562 section 5.7): 48-bit Unix milliseconds, version 7, a 12-bit counter that keeps ids of the same

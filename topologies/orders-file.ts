@@ -85,7 +85,7 @@ export function ordersFilePlan(source: string, o: FileOrdersOptions, sink: { tab
   const b = new StreamsBuilder('orders-file');
   const orders = b.stream(source).process<string, Order>(`parse ${o.format} -> replay -> validate (schemas/order.schema.json)`, () => fileOrders(o));
   if ('table' in sink) {
-    orders.toPostgres({ table: sink.table, columns: ORDER_COLUMNS, row: orderRow, keyColumn: 'order_id', createSql: ORDERS_TABLE_SQL });
+    orders.toPostgres({ table: sink.table, columns: ORDER_COLUMNS, row: orderRow, keyColumns: ['order_id'], createSql: ORDERS_TABLE_SQL });
   } else {
     orders.toTopic(sink.topic, (order) => ({ key: order.order_id, value: sink.serializer.encode(JSON.stringify(order)) }));
   }

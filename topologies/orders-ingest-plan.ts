@@ -26,7 +26,7 @@ export function ordersIngestPlan(topic: string, table: string, registry = regist
     .toPostgres({
       table,
       columns: ORDER_COLUMNS, // each the order's property of that name
-      keyColumn: 'order_id',
+      keyColumns: ['order_id'],
       createSql: ORDERS_TABLE_SQL,
     });
   return b.build();

@@ -3,6 +3,9 @@
  * Runs one or more topologies in one process until they finish or SIGINT/SIGTERM; then drains, commits, exits 0.
  * Configuration: flags over environment over defaults. A bad flag or value: one line on stderr, exit code 2.
  */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { topologies } from '../../topologies/index.ts';
 import { fromEnv, GLOBAL_OPTIONS as GLOBAL, helpText, parseArgs, type OptionSpec, type OptionValues, type ParsedArgs } from '../config/options.ts';
 import { ConfigError, EnvironmentError, errorMessage } from '../errors.ts';
@@ -18,7 +21,7 @@ import type { Topology } from '../topology.ts';
 function usage(): string {
   const specs = mergedSpecs(topologies);
   return [
-    'usage: npm run topology -- <name> [<name>...] [flags]',
+    'usage: npm run topology -- <name|./module.ts> [<name|./module.ts>...] [flags]',
     '',
     'topologies:',
     ...topologies.map((t) => `  ${t.name.padEnd(20)} ${t.description}`),
@@ -44,8 +47,39 @@ function mergedSpecs(list: Topology[]): OptionSpec[] {
   return [...seen.values()];
 }
 
+/** A name that is a module path (./my-topology.ts): a topology of the user's own, outside this repository. */
+const isModulePath = (name: string) => /^(\.{1,2}\/|\/)/.test(name) || /\.(m?[jt]s)$/.test(name);
+
+/**
+ * Loads a topology module: its default export, or else the one export that is a topology (a value with a name,
+ * options and run), made with defineTopology from the package ('orders-stream-pipeline').
+ */
+async function loadTopology(file: string): Promise<Topology> {
+  const full = path.resolve(file);
+  if (!existsSync(full)) throw new ConfigError(`${file}: no such topology module`);
+  let mod: Record<string, unknown>;
+  try {
+    mod = await import(pathToFileURL(full).href) as Record<string, unknown>;
+  } catch (err) {
+    throw new ConfigError(`${file}: cannot be loaded: ${errorMessage(err)}`);
+  }
+  const isTopology = (x: unknown): x is Topology => typeof x === 'object' && x !== null && typeof (x as Topology).name === 'string'
+    && typeof (x as Topology).run === 'function' && Array.isArray((x as Topology).options);
+  if (isTopology(mod.default)) return mod.default;
+  const found = Object.values(mod).filter(isTopology);
+  if (found.length !== 1) {
+    throw new ConfigError(`${file}: ${found.length ? `exports ${found.length} topologies (${found.map((t) => t.name).join(', ')}); export one as default` : 'exports no topology (export default defineTopology({...}))'}`);
+  }
+  return found[0];
+}
+
 async function main(argv: string[]): Promise<number> {
-  const first = parseArgs(argv, [...GLOBAL, ...mergedSpecs(topologies)]);
+  // Topology modules named by path are loaded first, so that their flags are known to the parser.
+  const firstFlag = argv.findIndex((a) => a.startsWith('--'));
+  const loaded = new Map<string, Topology>();
+  for (const name of (firstFlag < 0 ? argv : argv.slice(0, firstFlag)).filter(isModulePath)) loaded.set(name, await loadTopology(name));
+  const known = [...topologies, ...loaded.values()];
+  const first = parseArgs(argv, [...GLOBAL, ...mergedSpecs(known)]);
   if (first.values.help || (!first.names.length && !first.values.list)) {
     process.stdout.write(`${usage()}\n`);
     return first.values.help ? 0 : 2;
@@ -55,8 +89,8 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const selected = first.names.map((name) => {
-    const t = topologies.find((x) => x.name === name);
-    if (!t) throw new ConfigError(`unknown topology "${name}" (known: ${topologies.map((x) => x.name).join(', ')})`);
+    const t = loaded.get(name) ?? topologies.find((x) => x.name === name);
+    if (!t) throw new ConfigError(`unknown topology "${name}" (known: ${topologies.map((x) => x.name).join(', ')}; or a path to a module, ./my-topology.ts)`);
     return t;
   });
   // Parse again against the selected topologies only, so a flag none of them takes is an error.

@@ -1,14 +1,15 @@
 import type { CopyValue } from '../codec/copy-text.ts';
 import type { Stage, StreamRecord, Windowed } from '../records.ts';
-import { parseJson } from '../stages/parse-json.ts';
+import { parseJson, type Tombstones } from '../stages/parse-json.ts';
 import { filterStage, flatMapStage, mapStage, mapValuesStage, peekStage, selectKeyStage, timestampStage } from '../stages/stateless.ts';
 import { validate } from '../stages/validate.ts';
 import { validateWithRegistry } from '../stages/validate-registry.ts';
 import type { SchemaRegistryClient } from '../schema/registry.ts';
+import type { TableShape } from '../postgres/table-shape.ts';
 import { SessionWindowAggregate, TimeWindowAggregate, type AggregateFns, type EmitMode } from '../stages/window-aggregate.ts';
 import type { Validator } from '../schema/validator.ts';
 import { describeWindows, type Windows } from '../windows/windows.ts';
-import { byName, type Combine, type PlanNode, type SinkSpec, type TopologyPlan } from './plan.ts';
+import { byName, keyPosition, type Combine, type PlanNode, type SinkSpec, type TopologyPlan } from './plan.ts';
 
 /**
  * The DSL, in the spirit of Kafka Streams' StreamsBuilder / KStream: a typed chain of operators that records a plan.
@@ -40,6 +41,8 @@ export class StreamsBuilder {
     schema?: Validator<V>; schemaName?: string; timestamp?: (value: V) => number;
     /** With a registry, each message is validated against the schema its id names (see validate-registry.ts). */
     registry?: SchemaRegistryClient;
+    /** With a schema: 'pass' lets tombstones through with value null (for a sink that deletes on them). */
+    tombstones?: Tombstones;
   } = {}): KStream<string | null, V> {
     if (this.root) throw new Error('a topology reads one source topic');
     this.root = this.node('source', `topic ${topic}`, { sourceTopic: topic } as Partial<PlanNode>);
@@ -51,10 +54,14 @@ export class StreamsBuilder {
     };
     if (options.schema) {
       const schema = options.schema;
-      add('parse-json', () => parseJson(), { op: 'parse-json' });
+      const tombstones = options.tombstones;
+      const passing = tombstones === 'pass' ? ', tombstones pass' : '';
+      add(`parse-json${passing}`, () => parseJson({ tombstones }), { op: 'parse-json' });
       const registry = options.registry;
-      if (registry) add(`validate (schema registry ${registry.url}, subject ${topic}-value)`, () => validateWithRegistry(schema, registry, topic), { op: 'validate' });
-      else add(`validate (${options.schemaName ?? 'JSON Schema'})`, () => validate(schema), { op: 'validate', schema: schema.schema });
+      if (registry) {
+        if (tombstones === 'pass') throw new Error('tombstones: pass is for a local schema');
+        add(`validate (schema registry ${registry.url}, subject ${topic}-value)`, () => validateWithRegistry(schema, registry, topic), { op: 'validate' });
+      } else add(`validate (${options.schemaName ?? 'JSON Schema'}${passing})`, () => validate(schema, { tombstones }), { op: 'validate', schema: schema.schema });
     }
     if (options.timestamp) {
       const extract = options.timestamp;
@@ -138,12 +145,33 @@ export class KStream<K, V> {
    * Appends a row per record with COPY; rows and source offsets are committed in one transaction. Without row, each
    * column takes the value's property of its name (null when it has none), as Kafka Connect's JDBC sink does.
    */
-  toPostgres(spec: { table: string; columns: string[]; row?: (value: V, key: K, record: StreamRecord<V>) => CopyValue[]; keyColumn?: string; createSql: string }): void {
-    this.sink({ kind: 'postgres', name: `to-${spec.table}`, ...spec, row: (spec.row ?? byName(spec.columns)) as never, byName: !spec.row });
+  /**
+   * Rows into a table with COPY, in the flush's transaction. keyColumns (adjacent in columns) is the key: in append
+   * mode (the default) the first record of a key wins and later ones are dead letters; in upsert mode the last one
+   * wins, written through a staging table with INSERT ... ON CONFLICT, and with deleteOnTombstone a tombstone
+   * deletes its key's row (the stream must let tombstones through, and row must give their key).
+   */
+  toPostgres(spec: {
+    table: string; columns: string[]; row?: (value: V, key: K, record: StreamRecord<V>) => CopyValue[]; keyColumns?: string[]; createSql: string;
+    mode?: 'append' | 'upsert'; deleteOnTombstone?: boolean; shape?: TableShape;
+  }): void {
+    let row = (spec.row ?? byName(spec.columns)) as (value: unknown, key: unknown, record: StreamRecord) => CopyValue[];
+    if (spec.deleteOnTombstone) {
+      const values = row;
+      const tombstone = tombstoneRow(spec.columns, spec.keyColumns ?? []);
+      row = (value, key, r) => (r.raw === null ? tombstone(r) : values(value, key, r));
+    }
+    const sink: SinkSpec = { kind: 'postgres', name: `to-${spec.table}`, ...spec, row, byName: !spec.row };
+    keyPosition(sink);
+    if (spec.mode === 'upsert' && !spec.keyColumns?.length) throw new Error(`${sink.name}: upsert needs keyColumns`);
+    if (spec.deleteOnTombstone && spec.mode !== 'upsert') throw new Error(`${sink.name}: deleteOnTombstone needs mode upsert`);
+    this.sink(sink);
   }
 
   private sink(spec: SinkSpec): void {
-    const label = spec.kind === 'topic' ? `topic ${spec.topic}` : `Postgres table ${spec.table} (${spec.kind === 'postgres' ? 'COPY' : 'window upsert'})`;
+    const how = spec.kind === 'postgres-windows' ? 'window upsert'
+      : spec.kind === 'postgres' && spec.mode === 'upsert' ? `upsert on ${spec.keyColumns!.join(', ')}${spec.deleteOnTombstone ? ', delete on tombstone' : ''}` : 'COPY';
+    const label = spec.kind === 'topic' ? `topic ${spec.topic}` : `Postgres table ${spec.table} (${how})`;
     this.tail.children.push(this.b.node('sink', label, { sink: spec }));
   }
 }
@@ -208,4 +236,37 @@ export class KWindowedTable<K, A> {
 
 function jsonSerializer(value: unknown, key: unknown): { key: string | null; value: Buffer } {
   return { key: key === null || key === undefined ? null : typeof key === 'string' ? key : JSON.stringify(key), value: Buffer.from(JSON.stringify(value)) };
+}
+
+/**
+ * A tombstone's row for a sink that deletes on them: its key columns from the Kafka key, the rest NULL. A key that
+ * is a JSON object gives each key column its property of that name; a JSON string or number, or any other text, is
+ * the value of a single key column. The producer keys its records by the same values as the key columns (as Kafka
+ * Connect's delete.enabled needs pk.mode=record_key).
+ */
+export function tombstoneRow(columns: readonly string[], keyColumns: readonly string[]): (r: StreamRecord) => CopyValue[] {
+  const at = keyColumns.map((k) => columns.indexOf(k));
+  return (r) => {
+    if (r.rawKey === null) throw new Error('a tombstone without a key cannot say which row to delete');
+    const text = r.rawKey.toString('utf8');
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = text;
+    }
+    const row: CopyValue[] = new Array(columns.length).fill(null);
+    if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {
+      const o = parsed as Record<string, unknown>;
+      keyColumns.forEach((k, i) => {
+        const v = o[k];
+        if (v === undefined || (typeof v === 'object' && v !== null)) throw new Error(`the tombstone's key has no scalar property ${k}`);
+        row[at[i]] = v as CopyValue;
+      });
+    } else {
+      if (keyColumns.length !== 1) throw new Error(`the tombstone's key is not an object with the key columns ${keyColumns.join(', ')}`);
+      row[at[0]] = typeof parsed === 'string' || typeof parsed === 'number' ? parsed : text;
+    }
+    return row;
+  };
 }

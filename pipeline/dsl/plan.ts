@@ -1,3 +1,4 @@
+import type { TableShape } from '../postgres/table-shape.ts';
 import type { CopyValue } from '../codec/copy-text.ts';
 import type { Stage, StreamRecord, Windowed } from '../records.ts';
 
@@ -37,10 +38,30 @@ export interface PostgresAppendSinkSpec {
   row: (value: unknown, key: unknown, record: StreamRecord) => CopyValue[];
   /** row is byName(columns): each column takes the value's property of its name. */
   byName: boolean;
-  /** Column whose value must be unique: a later record with the same one is a dead letter (reason duplicate). */
-  keyColumn?: string;
+  /**
+   * The key: adjacent columns, in this order. In append mode a later record with the same key is a dead letter
+   * (reason duplicate); in upsert mode the last record for a key wins.
+   */
+  keyColumns?: string[];
+  /** append (the default): COPY into the table. upsert: COPY into a staging table, then INSERT ... ON CONFLICT (key) DO UPDATE. */
+  mode?: 'append' | 'upsert';
+  /** upsert only: a tombstone (null value) deletes its key's row (its row function gives the key from the Kafka key). */
+  deleteOnTombstone?: boolean;
+  /** The columns the table must have, checked at setup (and added, with auto-evolve): the connector's. */
+  shape?: TableShape;
   /** CREATE TABLE IF NOT EXISTS $TABLE (...): run at start; $TABLE becomes the quoted table name. */
   createSql: string;
+}
+
+/** Where a sink's key columns are in its rows: adjacent, in the order given (toPostgres checks that they are). */
+export function keyPosition(s: PostgresAppendSinkSpec): { keyAt: number; keyFields: number } {
+  const keys = s.keyColumns ?? [];
+  if (!keys.length) return { keyAt: -1, keyFields: 1 };
+  const keyAt = s.columns.indexOf(keys[0]);
+  if (keyAt < 0 || keys.some((k, i) => s.columns[keyAt + i] !== k)) {
+    throw new Error(`${s.name}: the key columns (${keys.join(', ')}) must be columns of the sink, adjacent and in that order`);
+  }
+  return { keyAt, keyFields: keys.length };
 }
 
 /** Each column takes the value's property of the same name, as Kafka Connect's JDBC sink maps fields to columns. */

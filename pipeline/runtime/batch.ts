@@ -1,7 +1,7 @@
 import type { CopyValue } from '../codec/copy-text.ts';
 import type { DeadLetterReason } from '../errors.ts';
 import type { PlanExecutor, StageCounts } from '../dsl/executor.ts';
-import type { PostgresAppendSinkSpec } from '../dsl/plan.ts';
+import { keyPosition, type PostgresAppendSinkSpec } from '../dsl/plan.ts';
 import type { JsonRows } from '../codec/json-rows.ts';
 import { batchSize, recordOf, type PackedBatch } from '../sources/packed-batch.ts';
 import type { StageContext, StreamRecord } from '../records.ts';
@@ -10,8 +10,10 @@ import { CopyRowsBuilder, lineStart, type CopyRows } from '../sinks/copy-segment
 /** A Postgres append sink of a plan, as the runtime encodes rows for it. */
 export interface CopyTarget {
   spec: PostgresAppendSinkSpec;
-  /** Index of the key column in the row, -1 when the sink has none. */
+  /** Index of the (first) key column in the row, -1 when the sink has none. */
   keyAt: number;
+  /** How many adjacent columns the key is. */
+  keyFields: number;
   /** Reads a message's JSON straight into its row: the direct-json-rows rewrite (dsl/optimize.ts) found this sink. */
   direct?: JsonRows;
 }
@@ -20,7 +22,7 @@ export interface CopyTarget {
 export function copyTargets(executor: PlanExecutor): Map<string, CopyTarget> {
   const out = new Map<string, CopyTarget>();
   for (const s of executor.sinks) {
-    if (s.kind === 'postgres') out.set(s.name, { spec: s, keyAt: s.keyColumn === undefined ? -1 : s.columns.indexOf(s.keyColumn) });
+    if (s.kind === 'postgres') out.set(s.name, { spec: s, ...keyPosition(s) });
   }
   const direct = executor.direct;
   if (direct) out.get(direct.sink)!.direct = direct.reader;
@@ -69,7 +71,7 @@ export function runBatch(executor: PlanExecutor, batch: PackedBatch, ctx: StageC
     let b = builders.get(name);
     if (!b) {
       const row = target.spec.row;
-      builders.set(name, (b = { rows: new CopyRowsBuilder(target.keyAt, n, batch.values.byteLength), src: new Uint32Array(n), values: (r) => row(r.value, r.key, r) }));
+      builders.set(name, (b = { rows: new CopyRowsBuilder(target.keyAt, n, batch.values.byteLength, target.keyFields), src: new Uint32Array(n), values: (r) => row(r.value, r.key, r) }));
     }
     return b;
   };

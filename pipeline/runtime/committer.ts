@@ -49,6 +49,8 @@ export interface PostgresCommitterOptions {
   stores: readonly string[];
   /** The source's partition count when it is not a Kafka topic's (asked of Kafka otherwise). */
   partitions?: () => Promise<number>;
+  /** For what a sink's setup changed. */
+  log?: (line: string) => void;
 }
 
 /**
@@ -88,7 +90,7 @@ export class PostgresCommitter implements Committer {
       return count;
     };
     try {
-      for (const s of o.sinks) await s.setup({ db: o.db, kafka: o.kafka, partitions });
+      for (const s of o.sinks) await s.setup({ db: o.db, kafka: o.kafka, partitions, log: o.log });
       if (o.stores.length) {
         const n = await partitions();
         await ensureTopics(o.kafka, o.stores.map((s) => ({ name: changelogTopic(o.applicationId, s), partitions: n, config: { 'cleanup.policy': 'compact' } })));

@@ -111,7 +111,7 @@ export class Dispatcher {
 function addRows(pending: PendingBatch, name: string, rows: Omit<BatchRows, 'text'> & { text: Uint8Array }, batch: PackedBatch): void {
   if (!rows.src.length) return;
   pending.add(name, {
-    text: Buffer.from(rows.text.buffer, rows.text.byteOffset, rows.text.byteLength), ends: rows.ends, keyHashes: rows.keyHashes, keyAt: rows.keyAt,
+    text: Buffer.from(rows.text.buffer, rows.text.byteOffset, rows.text.byteLength), ends: rows.ends, keyHashes: rows.keyHashes, keyAt: rows.keyAt, keyFields: rows.keyFields,
     record: (i: number) => recordOf(batch, rows.src[i]),
   });
 }

@@ -55,7 +55,7 @@ export async function runPlan(name: string, plan: TopologyPlan, ctx: TopologyCon
     source: s.source?.create ?? ((listener) => new KafkaSource(ctx.kafka, plan.topic, s.groupId, listener)),
     committer: new PostgresCommitter({
       db, kafka: ctx.kafka, applicationId: plan.applicationId, groupId: s.groupId, topic: plan.topic, sinks, stores: storesOf(plan),
-      partitions: sourcePartitions === undefined ? undefined : async () => sourcePartitions,
+      partitions: sourcePartitions === undefined ? undefined : async () => sourcePartitions, log: ctx.log,
     }),
     sinks,
     dlqTopic: s.dlqTopic,

@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
-import { errorMessage, PipelineError, type DeadLetterReason } from '../errors.ts';
+import { ConfigError, errorMessage, PipelineError, type DeadLetterReason } from '../errors.ts';
 import { compileSchema, type Validator } from './validator.ts';
 import { decodeWireFormat, encodeWireFormat } from './wire-format.ts';
 
@@ -105,6 +105,23 @@ export class SchemaRegistryClient {
     }) as Validator<unknown>;
     validate.errorText = () => message || 'invalid';
     return validate;
+  }
+
+  /** The latest version of a subject's schema, as a JSON Schema object (the connector's schema by subject). */
+  async latestSchema(subject: string): Promise<{ id: number; version: number; schema: object }> {
+    const what = `fetching the latest schema of subject ${subject} from ${this.url}`;
+    let res: Response;
+    try {
+      res = await fetch(`${this.url}/subjects/${encodeURIComponent(subject)}/versions/latest`, { headers: { accept: 'application/vnd.schemaregistry.v1+json' }, signal: AbortSignal.timeout(10_000) });
+    } catch (err) {
+      throw registryError(what, err);
+    }
+    if (res.status === 404 && await this.confirm404(`/subjects/${encodeURIComponent(subject)}/versions/latest`, [40401, 40402], what)) {
+      throw new ConfigError(`subject ${subject} has no schema in the registry at ${this.url}: register one first`);
+    }
+    if (!res.ok) throw registryError(what, Object.assign(new Error(`HTTP ${res.status}`), { status: res.status }));
+    const body = (await res.json()) as { id: number; version: number; schema: string };
+    return { id: body.id, version: body.version, schema: JSON.parse(body.schema) as object };
   }
 
   /**

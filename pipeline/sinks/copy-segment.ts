@@ -14,8 +14,10 @@ export interface CopySegment {
   ends: Uint32Array;
   /** Each row's key hash (keyHash of the sink's key column as COPY text), when the sink has one: for in-batch duplicates. */
   keyHashes: Uint32Array | undefined;
-  /** The key column's index in a row, -1 when the sink has none. */
+  /** The (first) key column's index in a row, -1 when the sink has none. */
   keyAt: number;
+  /** How many columns the key is, from keyAt on (1 unless the key is composite). */
+  keyFields: number;
   /** The record row i came from: its dead letter if Postgres rejects it, and its partition. */
   record(i: number): StreamRecord;
 }
@@ -40,13 +42,20 @@ export function keyHash(text: string): number {
 const FNV_OFFSET = 0x811c9dc5;
 const FNV_PRIME = 0x01000193;
 
-/** Row i's key as COPY text: field keyAt of its line (a value's own tabs are escaped, so tabs split fields exactly). */
-export function keyField(s: { text: Buffer; ends: Uint32Array }, keyAt: number, i: number): Buffer {
+/**
+ * Row i's key as COPY text: fields keyAt .. keyAt + keyFields - 1 of its line, tabs between them (a value's own tabs
+ * are escaped, so tabs split fields exactly).
+ */
+export function keyField(s: { text: Buffer; ends: Uint32Array }, keyAt: number, i: number, keyFields = 1): Buffer {
   let start = lineStart(s.ends, i);
   const end = s.ends[i] - 1; // the newline
   for (let f = 0; f < keyAt; f++) start = s.text.indexOf(9, start) + 1;
-  const tab = s.text.indexOf(9, start);
-  return s.text.subarray(start, tab < 0 || tab > end ? end : tab);
+  let stop = start - 1;
+  for (let f = 0; f < keyFields; f++) {
+    const tab = s.text.indexOf(9, stop + 1);
+    stop = tab < 0 || tab > end ? end : tab;
+  }
+  return s.text.subarray(start, stop);
 }
 
 /** A sink's rows as COPY text with each line's end and key hash: what CopyRowsBuilder.finish() gives. */
@@ -55,6 +64,7 @@ export interface CopyRows {
   ends: Uint32Array;
   keyHashes: Uint32Array | undefined;
   keyAt: number;
+  keyFields: number;
 }
 
 /**
@@ -69,8 +79,11 @@ export class CopyRowsBuilder {
   private ends: Uint32Array;
   private hashes: Uint32Array | undefined;
 
-  /** rows and bytes: a guess at the sizes it will reach (it grows past them). */
-  constructor(readonly keyAt: number, rows = 256, bytes = 32_768) {
+  /**
+   * keyAt: the first key column (-1: none), keyFields: how many adjacent columns the key is; rows and bytes: a guess
+   * at the sizes it will reach (it grows past them).
+   */
+  constructor(readonly keyAt: number, rows = 256, bytes = 32_768, readonly keyFields = 1) {
     this.text = Buffer.allocUnsafeSlow(Math.max(bytes, 64));
     this.ends = new Uint32Array(Math.max(rows, 1));
     this.hashes = keyAt < 0 ? undefined : new Uint32Array(this.ends.length);
@@ -108,7 +121,7 @@ export class CopyRowsBuilder {
       chars += line.length;
       charEnds.push(chars);
       rows.push(r);
-      if (keyAt >= 0) keys.push(keyHash(encodeCopyValue(values[keyAt])));
+      if (keyAt >= 0) keys.push(keyHash(this.keyFields === 1 ? encodeCopyValue(values[keyAt]) : values.slice(keyAt, keyAt + this.keyFields).map(encodeCopyValue).join('\t')));
     }
     if (!rows.length) return rows;
     const joined = lines.join('');
@@ -143,9 +156,12 @@ export class CopyRowsBuilder {
     }
     out[at++] = 0x0a;
     if (this.hashes) {
-      // keyHash over the key's characters, which are these bytes
+      // keyHash over the key's characters, which are these bytes (and a tab between the fields of a composite key)
       let h = FNV_OFFSET;
-      for (let k = starts[this.keyAt], e = ends[this.keyAt]; k < e; k++) h = Math.imul(h ^ src[k], FNV_PRIME);
+      for (let f = this.keyAt; f < this.keyAt + this.keyFields; f++) {
+        if (f > this.keyAt) h = Math.imul(h ^ 0x09, FNV_PRIME);
+        for (let k = starts[f], e = ends[f]; k < e; k++) h = Math.imul(h ^ src[k], FNV_PRIME);
+      }
       this.hashes[this.count] = h >>> 0;
     }
     this.ends[this.count++] = at;
@@ -154,7 +170,7 @@ export class CopyRowsBuilder {
 
   /** The rows so far, as views of the builder's buffers: each array in an ArrayBuffer of its own, to transfer whole. */
   finish(): CopyRows {
-    return { text: this.text.subarray(0, this.bytes), ends: this.ends.subarray(0, this.count), keyHashes: this.hashes?.subarray(0, this.count), keyAt: this.keyAt };
+    return { text: this.text.subarray(0, this.bytes), ends: this.ends.subarray(0, this.count), keyHashes: this.hashes?.subarray(0, this.count), keyAt: this.keyAt, keyFields: this.keyFields };
   }
 
   private reserveBytes(more: number): void {
@@ -184,15 +200,15 @@ export interface EncodedRows extends CopyRows {
 
 /** Encodes records as COPY rows, keyAt the key column (-1: none); see CopyRowsBuilder.append. */
 export function encodeRows(records: StreamRecord[], toValues: (r: StreamRecord) => readonly CopyValue[], keyAt: number,
-  reject: (r: StreamRecord, reason: DeadLetterReason, message: string) => void): EncodedRows {
-  const b = new CopyRowsBuilder(keyAt, records.length);
+  reject: (r: StreamRecord, reason: DeadLetterReason, message: string) => void, keyFields = 1): EncodedRows {
+  const b = new CopyRowsBuilder(keyAt, records.length, undefined, keyFields);
   const rows = b.append(records, toValues, reject);
   return { ...b.finish(), rows };
 }
 
 /** A segment of the encoded rows, each row's record looked up in rows. */
 export function segmentOf(e: EncodedRows): CopySegment {
-  return { text: e.text, ends: e.ends, keyHashes: e.keyHashes, keyAt: e.keyAt, record: (i) => e.rows[i] };
+  return { text: e.text, ends: e.ends, keyHashes: e.keyHashes, keyAt: e.keyAt, keyFields: e.keyFields, record: (i) => e.rows[i] };
 }
 
 /** The rows of a segment whose records pass keep, as a new segment (rebalances only: not a hot path). */
@@ -212,7 +228,7 @@ export function filterSegment(s: CopySegment, keep: (r: StreamRecord) => boolean
   }
   if (kept.length === s.ends.length) return s;
   if (!kept.length) return undefined;
-  return { text: Buffer.concat(parts), ends: Uint32Array.from(ends), keyHashes: keys && Uint32Array.from(keys), keyAt: s.keyAt, record: (i) => s.record(kept[i]) };
+  return { text: Buffer.concat(parts), ends: Uint32Array.from(ends), keyHashes: keys && Uint32Array.from(keys), keyAt: s.keyAt, keyFields: s.keyFields, record: (i) => s.record(kept[i]) };
 }
 
 /** Whether a sink's pending item is a CopySegment (a COPY sink's) rather than a record. */

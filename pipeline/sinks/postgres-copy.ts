@@ -1,8 +1,9 @@
 import { finished } from 'node:stream/promises';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { Connection } from '../postgres/db.ts';
-import { isRowError, tableName, withSetupLock } from '../postgres/db.ts';
+import { isRowError, pgp, tableName, withSetupLock } from '../postgres/db.ts';
 import type { DeadLetter } from '../postgres/dead-letters.ts';
+import { checkTableShape, type TableShape } from '../postgres/table-shape.ts';
 import type { DeadLetterReason } from '../errors.ts';
 import { deadLetterOf } from '../records.ts';
 import { filterSegment, keyField, lineStart, type CopySegment } from './copy-segment.ts';
@@ -17,6 +18,8 @@ export interface PostgresCopySinkOptions {
   dlqTopic: string;
   /** CREATE TABLE IF NOT EXISTS $TABLE (...), run at setup; $TABLE becomes the quoted table name. */
   createSql?: string;
+  /** The columns the table must have, checked at setup (and added, with auto-evolve). */
+  shape?: TableShape;
 }
 
 const UNIQUE_VIOLATION = '23505';
@@ -28,15 +31,15 @@ const UNIQUE_VIOLATION = '23505';
  * error. Within a batch, a second row with the same key is a duplicate: the first wins.
  */
 export class PostgresCopySink implements Sink<CopySegment> {
-  private readonly copySql: string;
-  private readonly table: string;
+  protected readonly copySql: string;
+  protected readonly table: string;
   readonly name: string;
   readonly label: string;
-  constructor(private readonly o: PostgresCopySinkOptions) {
+  constructor(protected readonly o: PostgresCopySinkOptions) {
     this.name = o.name;
     this.label = o.table;
     this.table = tableName(o.table);
-    this.copySql = `COPY ${this.table} (${o.columns.join(', ')}) FROM STDIN`;
+    this.copySql = `COPY ${this.table} (${o.columns.map((c) => pgp.as.name(c)).join(', ')}) FROM STDIN`;
   }
 
   describe(): string {
@@ -44,8 +47,15 @@ export class PostgresCopySink implements Sink<CopySegment> {
   }
 
   async setup(s: SinkSetup): Promise<void> {
-    const sql = this.o.createSql;
-    if (sql) await withSetupLock(s.db, async (t) => { await t.none(sql.replace('$TABLE', this.table)); });
+    const { createSql, shape } = this.o;
+    if (!createSql && !shape) return;
+    await withSetupLock(s.db, async (t) => {
+      if (createSql) await t.none(createSql.replace('$TABLE', this.table));
+      if (shape) {
+        const added = await checkTableShape(t, this.table, this.o.table, shape);
+        if (added.length) s.log?.(`table ${this.o.table}: added column ${added.join(', ')} (auto-evolve)`);
+      }
+    });
   }
 
   without(segments: CopySegment[], partitions: ReadonlySet<number>): CopySegment[] {
@@ -60,19 +70,38 @@ export class PostgresCopySink implements Sink<CopySegment> {
   async copySegments(conn: Connection, segments: CopySegment[], rejected: DeadLetter[]): Promise<number> {
     const rows = new Rows(segments);
     const before = rejected.length;
-    const kept = firstOfEachKey(rows, (s, i) => rejected.push(this.deadLetter(s, i, 'duplicate', IN_BATCH)));
-    const duplicates = rejected.length - before;
-    await this.copyIsolating(conn, rows, kept, rejected);
-    return kept.length - (rejected.length - before - duplicates);
+    const selected = this.keep(rows, rejected);
+    await this.begin(conn);
+    await this.copyIsolating(conn, rows, selected.kept, rejected, selected.instead);
+    return rows.length - (rejected.length - before);
   }
 
-  /** COPY inside a savepoint; on a row error, split in halves until the offending rows are alone. */
-  private async copyIsolating(conn: Connection, rows: Rows, part: Uint32Array, rejected: DeadLetter[], nested = false): Promise<void> {
+  /**
+   * The rows to write (ascending row numbers): here the first of each key; each later one is a dead letter. A row
+   * left out without a dead letter counts as written (an upsert's earlier record of a key, which the later one
+   * overwrites), and `instead` then names the row to write in place of one Postgres rejects.
+   */
+  protected keep(rows: Rows, rejected: DeadLetter[]): Selection {
+    return { kept: firstOfEachKey(rows, (s, i) => rejected.push(this.deadLetter(s, i, 'duplicate', IN_BATCH))) };
+  }
+
+  /** Before the first part is written, in the flush's transaction (an upsert creates its staging tables). */
+  protected async begin(_conn: Connection): Promise<void> {}
+
+  /**
+   * Writes some of the rows, queued right behind `SAVEPOINT copy_part` so that they go out the moment its answer
+   * comes, without waiting for the event loop, which is busy with the next batch (a flush's time is mostly such
+   * waits, `npm run bench -- ingest`). A row error rolls back to the savepoint and the part is split.
+   */
+  protected writePart(conn: Connection, rows: Rows, part: Uint32Array): Promise<unknown> {
+    return Promise.all([conn.none('SAVEPOINT copy_part'), this.copy(conn, this.copySql, rows.buffers(part))]);
+  }
+
+  /** Writes a part inside a savepoint; on a row error, split in halves until the offending rows are alone. */
+  private async copyIsolating(conn: Connection, rows: Rows, part: Uint32Array, rejected: DeadLetter[], instead: Selection['instead'], nested = false): Promise<void> {
     if (!part.length) return;
     try {
-      // Both queued at once: the COPY goes out the moment the SAVEPOINT's answer comes, without waiting for the event
-      // loop, which is busy with the next batch (a flush's time is mostly such waits, `npm run bench -- ingest`).
-      await Promise.all([conn.none('SAVEPOINT copy_part'), this.copy(conn, rows, part)]);
+      await this.writePart(conn, rows, part);
       // COMMIT releases the savepoint anyway: the common, whole-batch case saves a round trip (the event loop is busy
       // with the next batch, so each round trip of a flush costs far more than the network). While bisecting, each
       // success is released so the open subtransactions stay few.
@@ -86,28 +115,30 @@ export class PostgresCopySink implements Sink<CopySegment> {
         const reason = e.code === UNIQUE_VIOLATION ? 'duplicate' : 'rejected-by-database';
         const [s, i] = rows.locate(part[0]);
         rejected.push(this.deadLetter(s, i, reason, `${e.code}: ${e.message}${e.detail ? ` (${e.detail})` : ''}`));
+        const earlier = instead?.(part[0]) ?? -1;
+        if (earlier >= 0) await this.copyIsolating(conn, rows, Uint32Array.of(earlier), rejected, instead, true);
         return;
       }
       const half = part.length >> 1;
-      await this.copyIsolating(conn, rows, part.subarray(0, half), rejected, true);
-      await this.copyIsolating(conn, rows, part.subarray(half), rejected, true);
+      await this.copyIsolating(conn, rows, part.subarray(0, half), rejected, instead, true);
+      await this.copyIsolating(conn, rows, part.subarray(half), rejected, instead, true);
     }
   }
 
   /**
-   * The rows go to the stream as the segments' own buffers (a slice where rows were left out), all written in one go:
-   * handed over a chunk per tick, each chunk waited behind the next batch's processing on the event loop, and
-   * Postgres sat idle between them (`npm run bench -- ingest`).
+   * The rows go to the stream as the segments' own buffers (a slice where rows were left out, Rows.buffers), all
+   * written in one go: handed over a chunk per tick, each chunk waited behind the next batch's processing on the
+   * event loop, and Postgres sat idle between them (`npm run bench -- ingest`).
    */
-  private async copy(conn: Connection, rows: Rows, part: Uint32Array): Promise<void> {
-    const stream = (conn.client as unknown as { query(q: unknown): NodeJS.WritableStream }).query(copyFrom(this.copySql));
+  protected async copy(conn: Connection, sql: string, buffers: Buffer[]): Promise<void> {
+    const stream = (conn.client as unknown as { query(q: unknown): NodeJS.WritableStream }).query(copyFrom(sql));
     const done = finished(stream);
-    for (const b of rows.buffers(part)) stream.write(b);
+    for (const b of buffers) stream.write(b);
     stream.end();
     await done;
   }
 
-  private deadLetter(s: CopySegment, i: number, reason: DeadLetterReason, message: string): DeadLetter {
+  protected deadLetter(s: CopySegment, i: number, reason: DeadLetterReason, message: string): DeadLetter {
     return deadLetterOf(s.record(i), this.o.dlqTopic, reason, message);
   }
 }
@@ -119,6 +150,27 @@ const IN_BATCH = 'the same key appeared earlier in this batch; the first one win
  * open-addressing table of row numbers, by key hash; equal hashes are compared on the keys' COPY text.
  */
 export function firstOfEachKey(rows: Rows, repeat: (s: CopySegment, i: number) => void): Uint32Array {
+  return eachKeyOnce(rows, false, repeat);
+}
+
+/** Which rows a flush writes, and for a rejected one the row to write instead (-1: none). */
+export interface Selection {
+  kept: Uint32Array;
+  instead?: (row: number) => number;
+}
+
+/**
+ * Row numbers to write: the last row of each key in this flush (an upsert's: the later record of a key wins), and
+ * for each row the one before it of the same key, which is written instead if Postgres rejects it: the table then
+ * holds the last record of the key that Postgres accepts, as if each had been written in turn.
+ */
+export function lastOfEachKey(rows: Rows): Selection {
+  const earlier = new Int32Array(rows.length).fill(-1);
+  const kept = eachKeyOnce(rows, true, () => undefined, earlier);
+  return { kept, instead: (g) => earlier[g] };
+}
+
+function eachKeyOnce(rows: Rows, last: boolean, repeat: (s: CopySegment, i: number) => void, earlier?: Int32Array): Uint32Array {
   const kept = new Uint32Array(rows.length);
   if (rows.length < 2 || rows.segments.some((s) => !s.keyHashes)) {
     for (let g = 0; g < kept.length; g++) kept[g] = g;
@@ -128,9 +180,12 @@ export function firstOfEachKey(rows: Rows, repeat: (s: CopySegment, i: number) =
   const table = new Int32Array(mask + 1).fill(-1);
   const hashOf = new Uint32Array(rows.length);
   let n = 0;
-  let g = 0;
-  for (const s of rows.segments) {
-    for (let i = 0; i < s.ends.length; i++, g++) {
+  // For the last of each key, rows are met from the end, and what is kept is turned back to ascending order.
+  const segments = last ? [...rows.segments].reverse() : rows.segments;
+  let g = last ? rows.length - 1 : 0;
+  for (const s of segments) {
+    for (let k = 0; k < s.ends.length; k++, last ? g-- : g++) {
+      const i = last ? s.ends.length - 1 - k : k;
       const h = s.keyHashes![i];
       let slot = h & mask;
       let first = -1;
@@ -140,15 +195,22 @@ export function firstOfEachKey(rows: Rows, repeat: (s: CopySegment, i: number) =
           break;
         }
       }
-      if (first >= 0) repeat(s, i);
-      else {
+      if (first >= 0) {
+        repeat(s, i);
+        if (earlier) {
+          // Met from the end: this row comes before the one of its key met last, and takes its place in the table.
+          earlier[first] = g;
+          table[slot] = g;
+          hashOf[g] = h;
+        }
+      } else {
         table[slot] = g;
         hashOf[g] = h;
         kept[n++] = g;
       }
     }
   }
-  return kept.subarray(0, n);
+  return last ? kept.subarray(0, n).reverse() : kept.subarray(0, n);
 }
 
 /** The rows of a flush's segments, numbered 0..length-1 across them. */
@@ -180,7 +242,7 @@ export class Rows {
   /** Whether row f has the same key as row i of segment s. */
   sameKey(f: number, s: CopySegment, i: number): boolean {
     const [t, j] = this.locate(f);
-    return keyField(t, t.keyAt, j).equals(keyField(s, s.keyAt, i));
+    return keyField(t, t.keyAt, j, t.keyFields).equals(keyField(s, s.keyAt, i, s.keyFields));
   }
 
   /** The COPY text of the rows (ascending row numbers), as slices of the segments: one per run of consecutive rows. */

@@ -9,6 +9,8 @@ export interface SinkSetup {
   kafka: KafkaConnection;
   /** Partitions of the source (asked of Kafka when called): a topic sink gets as many, a window sink waits for all of them. */
   partitions(): Promise<number>;
+  /** For what setup changed (a column added). */
+  log?(line: string): void;
 }
 
 /** What a sink learns of the flush it writes in, besides its own items. */

@@ -95,7 +95,7 @@ describe('stage workers', () => {
     executor.run(messages.map(toRecord), ctx, reached);
     const sink = executor.sinks.find((x) => x.name === 'to-orders_data')!;
     if (sink.kind !== 'postgres') throw new Error('not a Postgres sink');
-    const whole = encodeRows(reached.get('to-orders_data')!, (r) => sink.row(r.value, r.key, r), sink.columns.indexOf(sink.keyColumn!), (r, reason) => ctx.deadLetter(r, reason, ''));
+    const whole = encodeRows(reached.get('to-orders_data')!, (r) => sink.row(r.value, r.key, r), sink.columns.indexOf(sink.keyColumns![0]), (r, reason) => ctx.deadLetter(r, reason, ''));
     assert.equal(out.text.toString(), whole.text.toString());
     assert.deepEqual([...out.ends], [...whole.ends]);
     assert.deepEqual([...out.keyHashes!], [...whole.keyHashes!]);

@@ -1,0 +1,125 @@
+import path from 'node:path';
+import { readFileSync } from 'node:fs';
+import {
+  Aborted, ConfigError, connectorPlan, defineTopology, errorMessage, loadConnectorConfigs, registryFromEnv, retry, tableColumns,
+  type ConnectorPipeline, type ConnectorPlanArgs, type TopologyContext, type ValuesOf,
+} from '../pipeline/index.ts';
+import { consumerOptions, describePlan, genericJsonOption, runWithFlags, stageThreadsOption } from './run-plan.ts';
+
+const options = [
+  { name: 'config', type: 'list', help: 'a connector config, JSON or YAML (schemas/connector.schema.json); repeatable, all run in one process' },
+  ...consumerOptions({ group: 'kafka-to-postgres', batch: 10_000, lanes: 1 }),
+  stageThreadsOption(1),
+  genericJsonOption,
+] as const;
+
+type Values = ValuesOf<typeof options>;
+
+const configs = new WeakMap<object, ConnectorPipeline[]>();
+const pipelinesOf = (v: Values) => {
+  let p = configs.get(v);
+  if (!p) configs.set(v, (p = loadConnectorConfigs(v.config ?? [])));
+  return p;
+};
+
+/** A pipeline's schema file, read. */
+function schemaFile(p: ConnectorPipeline, file: string): { schema: object; name: string } {
+  try {
+    return { schema: JSON.parse(readFileSync(file, 'utf8')) as object, name: path.relative(process.cwd(), file) };
+  } catch (err) {
+    throw new ConfigError(`${p.origin}/schema: ${file} is not a readable JSON Schema file (${errorMessage(err)})`);
+  }
+}
+
+/** Each topic of a pipeline as a plan's arguments, with its schema. */
+function planArgs(p: ConnectorPipeline, s: { schema: object; name: string }): ConnectorPlanArgs[] {
+  const columns = tableColumns(s.schema as Record<string, unknown>, p.columns, p.key, p.origin);
+  return p.topics.map((topic) => ({
+    pipeline: p.topics.length > 1 ? `${p.name}-${topic}` : p.name, topic, table: p.table, key: p.key, mode: p.mode,
+    deleteOnTombstone: p.deleteOnTombstone, autoCreate: p.autoCreate, autoEvolve: p.autoEvolve, schema: s.schema, schemaName: s.name, columns,
+  }));
+}
+
+function checked(p: ConnectorPipeline, build: () => ReturnType<typeof connectorPlan>) {
+  try {
+    return build();
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError(`${p.origin}: ${errorMessage(err)}`);
+  }
+}
+
+/** The common flags as one pipeline's topic sees them: the config's own settings win. */
+function valuesFor(v: Values, p: ConnectorPipeline, a: ConnectorPlanArgs) {
+  return {
+    ...v, topic: a.topic, table: a.table, 'dlq-topic': p.deadLetterTopic ?? `${a.topic}.dlq`,
+    'group-id': p.groupId ?? `${v['group-id']}-${p.name}`,
+    'batch-size': p.batchSize ?? v['batch-size'], 'sink-connections': p.sinkConnections ?? v['sink-connections'],
+  };
+}
+
+const PLAN_MODULE = new URL('../pipeline/connector/plan.ts', import.meta.url).href;
+
+/** retry(), but undefined once the run is stopped. */
+async function retryUnlessStopped<T>(what: string, fn: () => Promise<T>, ctx: TopologyContext): Promise<T | undefined> {
+  try {
+    return await retry(what, fn, ctx.log, ctx.signal);
+  } catch (err) {
+    if (err instanceof Aborted) return undefined;
+    throw err;
+  }
+}
+
+async function run(ctx: TopologyContext, v: Values): Promise<void> {
+  const registry = registryFromEnv();
+  const fromRegistry = registry && (async (subject: string) => {
+    const latest = await registry.latestSchema(subject);
+    return { schema: latest.schema, name: `registry subject ${subject}, version ${latest.version}` };
+  });
+  const jobs: { p: ConnectorPipeline; a: ConnectorPlanArgs }[] = [];
+  for (const p of pipelinesOf(v)) {
+    let schema;
+    if ('file' in p.schema) schema = schemaFile(p, p.schema.file);
+    else if (!fromRegistry) throw new ConfigError(`${p.origin}/schema: a registry subject needs SCHEMA_REGISTRY_URL`);
+    else schema = await retryUnlessStopped(`reading subject ${p.schema.subject} from the registry`, () => fromRegistry((p.schema as { subject: string }).subject), ctx);
+    if (!schema) return;
+    for (const a of planArgs(p, schema)) jobs.push({ p, a });
+  }
+  if (ctx.signal.aborted) return;
+  // One pipeline failing stops the others (then the run fails with its error); each stops with the process otherwise.
+  const stop = new AbortController();
+  ctx.signal.addEventListener('abort', () => stop.abort(), { once: true });
+  const ready = new Map(jobs.map((j) => [j.a.pipeline, false]));
+  const runs = jobs.map(async ({ p, a }) => {
+    const plan = checked(p, () => connectorPlan(a));
+    const sub: TopologyContext = {
+      ...ctx, signal: stop.signal, log: (line) => ctx.log(`[${a.pipeline}] ${line}`),
+      setReady: (r) => { ready.set(a.pipeline, r); ctx.setReady([...ready.values()].every(Boolean)); },
+    };
+    try {
+      await runWithFlags(a.pipeline, plan, sub, valuesFor(v, p, a), { module: PLAN_MODULE, export: 'connectorPlan', args: [a] });
+    } catch (err) {
+      stop.abort();
+      throw err;
+    }
+  });
+  const results = await Promise.allSettled(runs);
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed) throw (failed as PromiseRejectedResult).reason;
+}
+
+export const kafkaToPostgres = defineTopology({
+  name: 'kafka-to-postgres',
+  description: 'Moves JSON topics into Postgres tables as --config says (append or upsert, deletes on tombstones, auto-create), exactly once.',
+  uses: { kafka: true, postgres: true },
+  options,
+  validate: (v) => {
+    for (const p of pipelinesOf(v)) if ('file' in p.schema) for (const a of planArgs(p, schemaFile(p, p.schema.file))) checked(p, () => connectorPlan(a));
+  },
+  topics: (v) => ({ reads: pipelinesOf(v).flatMap((p) => p.topics), writes: pipelinesOf(v).flatMap((p) => p.topics.map((t) => p.deadLetterTopic ?? `${t}.dlq`)) }),
+  describe: (v) => pipelinesOf(v).map((p) => {
+    if (!('file' in p.schema)) return `pipeline ${p.name}: topics ${p.topics.join(', ')} -> table ${p.table} (${p.mode}); schema from registry subject ${p.schema.subject}, read at start`;
+    return planArgs(p, schemaFile(p, p.schema.file)).map((a) => describePlan(checked(p, () => connectorPlan(a)), valuesFor(v, p, a))).join('\n\n');
+  }).join('\n\n'),
+  run,
+});
