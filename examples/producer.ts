@@ -101,6 +101,8 @@ export default defineTopology({
         if (ctx.signal.aborted) break;
         await producer.produce({ topic, key: r.key, value: r.value === null ? null : Buffer.from(JSON.stringify(r.value)) });
         progress.total = ++n;
+        // produce() resolves at once while librdkafka's queue has room: let timers and signals in now and then.
+        if (n % 1000 === 0) await new Promise((resolve) => setImmediate(resolve));
       }
       await producer.flush();
     } finally {

@@ -4,10 +4,9 @@
  * Configuration: flags over environment over defaults. A bad flag or value: one line on stderr, exit code 2.
  */
 import { existsSync } from 'node:fs';
-import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { topologies } from '../../topologies/index.ts';
-import { fromEnv, GLOBAL_OPTIONS as GLOBAL, helpText, parseArgs, type OptionSpec, type OptionValues, type ParsedArgs } from '../config/options.ts';
+import { fromEnv, GLOBAL_OPTIONS as GLOBAL, helpText, parseArgs, userPath, type OptionSpec, type OptionValues, type ParsedArgs } from '../config/options.ts';
 import { ConfigError, EnvironmentError, errorMessage } from '../errors.ts';
 import Kafka from 'node-rdkafka';
 import { checkKafkaConfig, kafkaConnection } from '../kafka/client-config.ts';
@@ -18,13 +17,13 @@ import { closeDatabases, database, redactUrl } from '../postgres/db.ts';
 import type { Topology } from '../topology.ts';
 
 
-function usage(): string {
-  const specs = mergedSpecs(topologies);
+function usage(list: Topology[]): string {
+  const specs = mergedSpecs(list);
   return [
     'usage: npm run topology -- <name|./module.ts> [<name|./module.ts>...] [flags]',
     '',
     'topologies:',
-    ...topologies.map((t) => `  ${t.name.padEnd(20)} ${t.description}`),
+    ...list.map((t) => `  ${t.name.padEnd(20)} ${t.description}`),
     '',
     'flags:',
     helpText([...GLOBAL, ...specs]),
@@ -55,7 +54,7 @@ const isModulePath = (name: string) => /^(\.{1,2}\/|\/)/.test(name) || /\.(m?[jt
  * options and run), made with defineTopology from the package ('orders-stream-pipeline').
  */
 async function loadTopology(file: string): Promise<Topology> {
-  const full = path.resolve(file);
+  const full = userPath(file);
   if (!existsSync(full)) throw new ConfigError(`${file}: no such topology module`);
   let mod: Record<string, unknown>;
   try {
@@ -81,7 +80,7 @@ async function main(argv: string[]): Promise<number> {
   const known = [...topologies, ...loaded.values()];
   const first = parseArgs(argv, [...GLOBAL, ...mergedSpecs(known)]);
   if (first.values.help || (!first.names.length && !first.values.list)) {
-    process.stdout.write(`${usage()}\n`);
+    process.stdout.write(`${usage(known)}\n`);
     return first.values.help ? 0 : 2;
   }
   if (first.values.list) {

@@ -1,5 +1,16 @@
+import path from 'node:path';
+import { projectRoot } from '../local/paths.ts';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { ConfigError } from '../errors.ts';
+
+/**
+ * A path the user gave, from where they ran the command: `npm run` starts its scripts in the package's folder and
+ * says in INIT_CWD where it was run (a process started elsewhere may inherit an INIT_CWD that is not its own).
+ */
+export function userPath(file: string): string {
+  const npmStarted = process.env.INIT_CWD !== undefined && path.resolve(process.cwd()) === projectRoot;
+  return path.resolve(npmStarted ? process.env.INIT_CWD! : process.cwd(), file);
+}
 
 export type OptionType = 'int' | 'number' | 'string' | 'bool' | 'list';
 

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, errorMessage } from '../errors.ts';
+import { userPath } from '../config/options.ts';
 import { projectRoot } from '../local/paths.ts';
 
 /** One pipeline of a connector config, as written (schemas/connector.schema.json). */
@@ -58,7 +59,9 @@ function validator(): ReturnType<Ajv2020['compile']> {
 /** The one error worth reading: the deepest, and for a oneOf the branch that got furthest. */
 function describe(errors: ErrorObject[]): string {
   const useful = errors.filter((e) => e.keyword !== 'oneOf' && e.keyword !== 'if');
-  const e = [...(useful.length ? useful : errors)].sort((a, b) => b.instancePath.split('/').length - a.instancePath.split('/').length)[0];
+  // Deepest first; at the same depth, an error that says more than "must be <type>" (a oneOf's other branch).
+  const score = (x: ErrorObject) => x.instancePath.split('/').length * 2 + (x.keyword === 'type' ? 0 : 1);
+  const e = [...(useful.length ? useful : errors)].sort((a, b) => score(b) - score(a))[0];
   const at = e.instancePath || '/';
   switch (e.keyword) {
     case 'additionalProperties': return `${at}: unknown key "${(e.params as { additionalProperty: string }).additionalProperty}"`;
@@ -72,7 +75,7 @@ function describe(errors: ErrorObject[]): string {
 export function loadConnectorConfig(file: string): ConnectorPipeline[] {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readFileSync(userPath(file), 'utf8');
   } catch (err) {
     throw new ConfigError(`${file}: cannot be read (${errorMessage(err)})`);
   }
@@ -84,7 +87,7 @@ export function loadConnectorConfig(file: string): ConnectorPipeline[] {
   }
   const valid = validator();
   if (!valid(doc)) throw new ConfigError(`${file}: ${describe(valid.errors ?? [])}`);
-  const dir = path.dirname(path.resolve(file));
+  const dir = path.dirname(userPath(file));
   return (doc as { pipelines: PipelineConfig[] }).pipelines.map((p, i) => resolve(p, `${file}: /pipelines/${i}`, dir));
 }
 

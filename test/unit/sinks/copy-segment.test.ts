@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { encodeCopyRow } from '../../../pipeline/codec/copy-text.ts';
 import type { StreamRecord } from '../../../pipeline/records.ts';
 import { CopyRowsBuilder, encodeRows, filterSegment, keyField, keyHash, segmentOf, type CopySegment } from '../../../pipeline/sinks/copy-segment.ts';
-import { firstOfEachKey, Rows } from '../../../pipeline/sinks/postgres-copy.ts';
+import { firstOfEachKey, lastOfEachKey, Rows } from '../../../pipeline/sinks/postgres-copy.ts';
 
 const rec = (partition: number, offset: number, value: unknown): StreamRecord => ({
   topic: 't', partition, offset, timestamp: undefined, key: null, rawKey: null, headers: undefined, raw: null, value,
@@ -58,6 +58,30 @@ describe('COPY segments', () => {
     const kept = firstOfEachKey(new Rows([a, b]), (s, i) => repeats.push(`${s === a ? 'a' : 'b'}${i}`));
     assert.deepEqual([...kept], [0, 1, 2, 4, 7]);
     assert.deepEqual(repeats, ['a3', 'b0', 'b1', 'b3', 'b4']);
+  });
+
+  it('keeps the last row of each key for an upsert, and for each row the one before it of its key (written if it is rejected)', () => {
+    const seg = (keys: string[], from: number): CopySegment => segmentOf(encodeRows(keys.map((k, i) => rec(0, from + i, [k, from + i])), (r) => r.value as string[], 0, () => assert.fail('nothing is rejected')));
+    const a = seg(['key-901258', 'x', 'key-1540052', 'x', 'y'], 0);
+    const b = seg(['y', 'key-1540052', 'z', 'key-901258', 'x'], 5);
+    const { kept, instead } = lastOfEachKey(new Rows([a, b]));
+    assert.deepEqual([...kept], [5, 6, 7, 8, 9], 'ascending: the last y, key-1540052, z, key-901258 and x');
+    assert.deepEqual([9, 3, 1, 8, 0, 6, 2, 5, 4, 7].map((g) => instead!(g)), [3, 1, -1, 0, -1, 2, -1, 4, -1, -1], 'each row\'s earlier row of the same key');
+  });
+
+  it('hashes and compares a composite key (adjacent columns) as one, on both the encoder\'s and the direct reader\'s paths', () => {
+    const records = [rec(0, 0, ['a', 'b\tc', 1]), rec(0, 1, ['a\tb', 'c', 2]), rec(0, 2, ['a', 'b\tc', 3])];
+    const e = encodeRows(records, (r) => r.value as string[], 0, () => assert.fail('nothing is rejected'), 2);
+    assert.deepEqual([0, 1, 2].map((i) => keyField(e, 0, i, 2).toString()), ['a\tb\\tc', 'a\\tb\tc', 'a\tb\\tc'], 'two fields with the tab between them; a value\'s own tab is escaped');
+    assert.deepEqual([...e.keyHashes!], [e.keyHashes![0], e.keyHashes![1], e.keyHashes![0]]);
+    assert.notEqual(e.keyHashes![0], e.keyHashes![1]);
+    const s = segmentOf(e);
+    assert.deepEqual([...firstOfEachKey(new Rows([s]), () => undefined)], [0, 1], 'the third row repeats the first key');
+    // appendFields (the direct reader's) hashes the same fields to the same number.
+    const b = new CopyRowsBuilder(0, 4, 64, 2);
+    const src = Buffer.from('xab');
+    b.appendFields(src, Int32Array.of(1, 2), Int32Array.of(2, 3));
+    assert.equal(b.finish().keyHashes![0], keyHash('a\tb'));
   });
 
   it('builds one batch\'s rows chunk after chunk, growing past its first sizes, as one pass would', () => {
