@@ -10,6 +10,7 @@ import { stagesBench, stagesHelp } from './stages.ts';
 import { generatorBench, generatorHelp } from './generator.ts';
 import { latencyBench, latencyHelp } from './latency.ts';
 import { revenueBench, revenueHelp } from './revenue.ts';
+import { upsertBench, upsertHelp } from './upsert.ts';
 
 const benches: Record<string, { run: (argv: string[]) => Promise<void>; help: string }> = {
   ingest: { run: ingestBench, help: ingestHelp },
@@ -17,6 +18,7 @@ const benches: Record<string, { run: (argv: string[]) => Promise<void>; help: st
   generator: { run: generatorBench, help: generatorHelp },
   latency: { run: latencyBench, help: latencyHelp },
   revenue: { run: revenueBench, help: revenueHelp },
+  upsert: { run: upsertBench, help: upsertHelp },
 };
 
 async function main(argv: string[]): Promise<number> {
