@@ -9,8 +9,7 @@ import { consumerOptions, describePlan, genericJsonOption, runWithFlags, stageTh
 const options = [
   { name: 'config', type: 'list', help: 'a connector config, JSON or YAML (schemas/connector.schema.json); repeatable, all run in one process' },
   // Two flushes at once, as orders-ingest: Postgres is what bounds an upsert, and a second connection gives it the
-  // second core (`npm run bench -- upsert`: 0.57 of append and 4.3x the INSERT ... ON CONFLICT baseline, against
-  // 0.53 and 3.3x with one).
+  // second core (`npm run bench -- upsert --sink-connections 1|2`, docs/performance.md).
   ...consumerOptions({ group: 'kafka-to-postgres', batch: 10_000, lanes: 2 }),
   stageThreadsOption(1),
   genericJsonOption,

@@ -43,8 +43,8 @@ export class PostgresUpsertSink extends PostgresCopySink {
     const rest = cols.filter((c) => !keys.includes(c));
     const onConflict = rest.length ? `DO UPDATE SET ${rest.map((c) => `${c} = EXCLUDED.${c}`).join(', ')}` : 'DO NOTHING';
     // Kept for the connection's session, emptied after each part: made afresh for each flush (and dropped at its
-    // commit) they cost catalog writes worth ~5% of an upsert flush. A table made in a flush that rolls back is gone
-    // with it, and made again by the next.
+    // commit) they cost catalog writes in every flush. A table made in a flush that rolls back is gone with it, and
+    // made again by the next.
     const create = (name: string) => `CREATE TEMP TABLE IF NOT EXISTS ${name} AS SELECT ${cols.join(', ')} FROM ${this.table} WITH NO DATA`;
     this.createSql = [create(this.upserts), ...(u.deleteOnTombstone ? [create(this.deletes)] : [])].join(';\n');
     this.applySql = [
