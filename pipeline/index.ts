@@ -28,6 +28,7 @@ export { batchSize, type PackedBatch } from './sources/packed-batch.ts';
 export { loadConnectorConfig, loadConnectorConfigs, type ConnectorPipeline, type PipelineConfig } from './connector/config.ts';
 export { columnType, createTableSql, tableColumns, type Column, type ColumnSource } from './connector/columns.ts';
 export { connectorPlan, type ConnectorPlanArgs } from './connector/plan.ts';
+export { SchemaChanged, schemaGate } from './connector/schema-gate.ts';
 
 // Testing without a broker.
 export { TopologyTestDriver, type TestInput } from './testing/test-driver.ts';

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import {
-  Aborted, ConfigError, connectorPlan, defineTopology, errorMessage, loadConnectorConfigs, registryFromEnv, retry, tableColumns,
+  Aborted, ConfigError, connectorPlan, SchemaChanged, defineTopology, errorMessage, loadConnectorConfigs, registryFromEnv, retry, tableColumns,
   type ConnectorPipeline, type ConnectorPlanArgs, type TopologyContext, type ValuesOf,
 } from '../pipeline/index.ts';
 import { consumerOptions, describePlan, genericJsonOption, runWithFlags, stageThreadsOption } from './run-plan.ts';
@@ -34,11 +34,12 @@ function schemaFile(p: ConnectorPipeline, file: string): { schema: object; name:
 }
 
 /** Each topic of a pipeline as a plan's arguments, with its schema. */
-function planArgs(p: ConnectorPipeline, s: { schema: object; name: string }): ConnectorPlanArgs[] {
+function planArgs(p: ConnectorPipeline, s: { schema: object; name: string; registry?: { subject: string; id: number } }): ConnectorPlanArgs[] {
   const columns = tableColumns(s.schema as Record<string, unknown>, p.columns, p.key, p.origin);
   return p.topics.map((topic) => ({
     pipeline: p.topics.length > 1 ? `${p.name}-${topic}` : p.name, topic, table: p.table, key: p.key, mode: p.mode,
     deleteOnTombstone: p.deleteOnTombstone, autoCreate: p.autoCreate, autoEvolve: p.autoEvolve, schema: s.schema, schemaName: s.name, columns,
+    registry: s.registry,
   }));
 }
 
@@ -57,6 +58,8 @@ function valuesFor(v: Values, p: ConnectorPipeline, a: ConnectorPlanArgs) {
     ...v, topic: a.topic, table: a.table, 'dlq-topic': p.deadLetterTopic ?? `${a.topic}.dlq`,
     'group-id': p.groupId ?? `${v['group-id']}-${p.name}`,
     'batch-size': p.batchSize ?? v['batch-size'], 'sink-connections': p.sinkConnections ?? v['sink-connections'],
+    // A registry pipeline's schema gate prepares each batch where its SchemaChanged reaches the pipeline: here.
+    'stage-threads': a.registry ? 0 : v['stage-threads'],
   };
 }
 
@@ -72,34 +75,54 @@ async function retryUnlessStopped<T>(what: string, fn: () => Promise<T>, ctx: To
   }
 }
 
-async function run(ctx: TopologyContext, v: Values): Promise<void> {
+type ResolvedSchema = { schema: object; name: string; registry?: { subject: string; id: number } };
+
+/** A pipeline's schema: its file, or its subject's latest version in the registry (undefined once stopped). */
+async function resolveSchema(p: ConnectorPipeline, ctx: TopologyContext): Promise<ResolvedSchema | undefined> {
+  if ('file' in p.schema) return schemaFile(p, p.schema.file);
   const registry = registryFromEnv();
-  const fromRegistry = registry && (async (subject: string) => {
-    const latest = await registry.latestSchema(subject);
-    return { schema: latest.schema, name: `registry subject ${subject}, version ${latest.version}` };
-  });
-  const jobs: { p: ConnectorPipeline; a: ConnectorPlanArgs }[] = [];
+  if (!registry) throw new ConfigError(`${p.origin}/schema: a registry subject needs SCHEMA_REGISTRY_URL`);
+  const subject = p.schema.subject;
+  const latest = await retryUnlessStopped(`reading subject ${subject} from the registry`, () => registry.latestSchema(subject), ctx);
+  return latest && { schema: latest.schema, name: `registry subject ${subject}, version ${latest.version}`, registry: { subject, id: latest.id } };
+}
+
+/**
+ * Runs every topic of every pipeline. A pipeline on a registry subject that meets a record of a newer version
+ * (SchemaChanged, before any record of that batch is taken) is built again from the new version, its table evolved
+ * at setup, and goes on from its committed offsets.
+ */
+async function run(ctx: TopologyContext, v: Values): Promise<void> {
+  const jobs: { p: ConnectorPipeline; topic: number; first: ResolvedSchema }[] = [];
   for (const p of pipelinesOf(v)) {
-    let schema;
-    if ('file' in p.schema) schema = schemaFile(p, p.schema.file);
-    else if (!fromRegistry) throw new ConfigError(`${p.origin}/schema: a registry subject needs SCHEMA_REGISTRY_URL`);
-    else schema = await retryUnlessStopped(`reading subject ${p.schema.subject} from the registry`, () => fromRegistry((p.schema as { subject: string }).subject), ctx);
-    if (!schema) return;
-    for (const a of planArgs(p, schema)) jobs.push({ p, a });
+    const first = await resolveSchema(p, ctx);
+    if (!first) return;
+    p.topics.forEach((_t, topic) => jobs.push({ p, topic, first }));
   }
   if (ctx.signal.aborted) return;
   // One pipeline failing stops the others (then the run fails with its error); each stops with the process otherwise.
   const stop = new AbortController();
   ctx.signal.addEventListener('abort', () => stop.abort(), { once: true });
-  const ready = new Map(jobs.map((j) => [j.a.pipeline, false]));
-  const runs = jobs.map(async ({ p, a }) => {
-    const plan = checked(p, () => connectorPlan(a));
+  const names = (p: ConnectorPipeline, topic: number) => (p.topics.length > 1 ? `${p.name}-${p.topics[topic]}` : p.name);
+  const ready = new Map(jobs.map((j) => [names(j.p, j.topic), false]));
+  const runs = jobs.map(async ({ p, topic, first }) => {
+    const name = names(p, topic);
     const sub: TopologyContext = {
-      ...ctx, signal: stop.signal, log: (line) => ctx.log(`[${a.pipeline}] ${line}`),
-      setReady: (r) => { ready.set(a.pipeline, r); ctx.setReady([...ready.values()].every(Boolean)); },
+      ...ctx, signal: stop.signal, log: (line) => ctx.log(`[${name}] ${line}`),
+      setReady: (r) => { ready.set(name, r); ctx.setReady([...ready.values()].every(Boolean)); },
     };
     try {
-      await runWithFlags(a.pipeline, plan, sub, valuesFor(v, p, a), { module: PLAN_MODULE, export: 'connectorPlan', args: [a] });
+      for (let schema: ResolvedSchema | undefined = first; schema; ) {
+        const a = planArgs(p, schema)[topic];
+        try {
+          await runWithFlags(a.pipeline, checked(p, () => connectorPlan(a)), sub, valuesFor(v, p, a), { module: PLAN_MODULE, export: 'connectorPlan', args: [a] });
+          return;
+        } catch (err) {
+          if (!(err instanceof SchemaChanged) || stop.signal.aborted) throw err;
+          sub.log(`${errorMessage(err)}: building the pipeline again from it`);
+          schema = await resolveSchema(p, sub);
+        }
+      }
     } catch (err) {
       stop.abort();
       throw err;

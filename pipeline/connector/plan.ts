@@ -1,7 +1,9 @@
 import { StreamsBuilder } from '../dsl/builder.ts';
 import type { TopologyPlan } from '../dsl/plan.ts';
 import { pgp } from '../postgres/db.ts';
+import { registryFromEnv } from '../schema/registry.ts';
 import { compileSchema } from '../schema/validator.ts';
+import { schemaGate } from './schema-gate.ts';
 import type { ConnectorPipeline } from './config.ts';
 import { byNameColumns, createTableSql, rowOf, type Column } from './columns.ts';
 
@@ -14,6 +16,8 @@ export interface ConnectorPlanArgs extends Pick<ConnectorPipeline, 'table' | 'ke
   schema: object;
   /** Where the schema came from, for --describe: a file, or a registry subject and version. */
   schemaName: string;
+  /** A schema from the registry: its subject and the id of the version the pipeline runs with (see schemaGate). */
+  registry?: { subject: string; id: number };
   columns: Column[];
 }
 
@@ -25,7 +29,13 @@ export interface ConnectorPlanArgs extends Pick<ConnectorPipeline, 'table' | 'ke
 export function connectorPlan(a: ConnectorPlanArgs): TopologyPlan {
   const b = new StreamsBuilder(`kafka-to-postgres-${a.pipeline}`);
   const byName = byNameColumns(a.columns);
-  b.stream(a.topic, { schema: compileSchema(a.schema), schemaName: a.schemaName, tombstones: a.deleteOnTombstone ? 'pass' : undefined })
+  let stream = b.stream(a.topic, { schema: compileSchema(a.schema), schemaName: a.schemaName, tombstones: a.deleteOnTombstone ? 'pass' : undefined });
+  const registry = a.registry && registryFromEnv();
+  if (a.registry && registry) {
+    const { subject, id } = a.registry;
+    stream = stream.process(`schema version gate (subject ${subject}, schema id ${id})`, () => schemaGate(subject, id, registry));
+  }
+  stream
     .toPostgres({
       table: a.table,
       columns: a.columns.map((c) => c.name),

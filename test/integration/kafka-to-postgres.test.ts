@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { projectRoot } from '../../pipeline/local/paths.ts';
+import { encodeWireFormat } from '../../pipeline/schema/wire-format.ts';
 import { customers, pageViews } from '../../examples/producer.ts';
 import { startRegistry } from '../helpers/schema-registry.ts';
 import { createTopic, db, dropAll, header, produce, readTopic, runTopology, startTopology, unique, waitUntil } from '../helpers/infra.ts';
@@ -190,7 +191,7 @@ describe('kafka-to-postgres on real Kafka and Postgres', () => {
     assert.match(refused.stderr, /has no column phone \(text\), which the schema gives: add it, or set "autoEvolve": true/);
   });
 
-  it('reads its schema from a registry subject (auto-create and auto-evolve with the registry\'s versions)', async () => {
+  it('reads its schema from a registry subject, and evolves with the registry\'s versions at start and while it runs', async () => {
     const registry = await startRegistry();
     try {
       const subject = unique('customers-value');
@@ -208,6 +209,20 @@ describe('kafka-to-postgres on real Kafka and Postgres', () => {
       assert.equal(second.code, 0, second.stderr);
       assert.match(second.stderr, /added column loyalty/);
       assert.deepEqual(await db().one('SELECT loyalty FROM $1:name WHERE customer_id = 2', [c.table]), { loyalty: 7 });
+      // While it runs: records written with a newer version (the wire format names it) evolve the table before the
+      // first of them is written, and none is a dead letter, although the version it runs with refuses them.
+      const running = startTopology(connector(c.file, '--stop-when-idle', '4'), env);
+      await waitUntil('the connector assigned', async () => /assigned/.test(running.stderr()));
+      const v3 = { ...CUSTOMER_SCHEMA, properties: { ...CUSTOMER_SCHEMA.properties, loyalty: { type: 'integer', minimum: 0, maximum: 100 }, segment: { type: 'string' } } };
+      const v3Id = await registry.register(subject, v3);
+      const wire = (value: object) => encodeWireFormat(v3Id, Buffer.from(JSON.stringify(value)));
+      await produce([3, 4, 5].map((id) => ({ topic: c.topic, key: String(id), value: wire({ customer_id: id, name: `N${id}`, email: `n${id}@example.com`, updated_at: '2026-07-01T00:00:00.000Z', segment: `s${id}` }) })));
+      assert.equal(await running.exited, 0, running.stderr());
+      assert.match(running.stderr(), new RegExp(`subject ${subject} has a newer version \\(schema id ${v3Id}\\) than the pipeline runs with: building the pipeline again`));
+      assert.match(running.stderr(), /added column segment \(auto-evolve\)/);
+      assert.deepEqual(await db().any('SELECT customer_id, segment FROM $1:name WHERE segment IS NOT NULL ORDER BY 1', [c.table]),
+        [{ customer_id: 3, segment: 's3' }, { customer_id: 4, segment: 's4' }, { customer_id: 5, segment: 's5' }]);
+      assert.deepEqual(await readTopic(`${c.topic}.dlq`).catch(() => []), [], 'no dead letters');
     } finally {
       await registry.close();
     }
