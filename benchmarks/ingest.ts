@@ -1,10 +1,11 @@
 import {
-  batchSize, type Database, deleteTopics, type KafkaConnection, KafkaSource, type Order, pgp, tableName, validateOrder,
+  batchSize, type Database, deleteTopics, type KafkaConnection, type Order, pgp, tableName, validateOrder,
 } from '../pipeline/index.ts';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { from as copyFrom } from 'pg-copy-streams';
 import { num, parseFlags } from './lib/args.ts';
+import { timedSource } from './lib/baseline.ts';
 import { histogramQuantile, metricSum, runTopology, sampleAt, type TopologyRun } from './lib/child.ts';
 import { benchEnv, fresh, log, machine, type BenchEnv } from './lib/env.ts';
 import { cpuDelta, infraCpu, type InfraCpu } from './lib/infra-cpu.ts';
@@ -56,15 +57,7 @@ const LOOP_DELAY = new URL('./lib/loop-delay.mjs', import.meta.url).href;
 export const FAST_READ = { 'fetch.max.bytes': 52_428_800, 'max.partition.fetch.bytes': 4_194_304, 'queued.max.messages.kbytes': 32_768 };
 
 async function kafkaCeiling(env: BenchEnv, topic: string, count: number, read: 'packed' | 'stock'): Promise<Phase> {
-  let started = 0;
-  const source = new KafkaSource(env.kafka, topic, fresh('bench_ceiling_a'), {
-    onAssign: async () => {
-      started ||= performance.now();
-      return new Map();
-    },
-    onRevoke: async () => undefined,
-  }, FAST_READ);
-  await source.connect();
+  const { source, startedAt } = await timedSource(env.kafka, topic, fresh('bench_ceiling_a'), FAST_READ);
   let n = 0;
   let bytes = 0;
   let cpu0 = process.cpuUsage();
@@ -93,7 +86,7 @@ async function kafkaCeiling(env: BenchEnv, topic: string, count: number, read: '
     const infra = cpuDelta(infra0, await infraCpu());
     await source.disconnect();
     // eslint-disable-next-line no-unsafe-finally
-    return { records: n, seconds: (end - started) / 1000, cpuSeconds: (cpu.user + cpu.system) / 1e6, infra };
+    return { records: n, seconds: (end - startedAt()) / 1000, cpuSeconds: (cpu.user + cpu.system) / 1e6, infra };
   }
 }
 
@@ -131,15 +124,7 @@ async function insertBaseline(kafka: KafkaConnection, db: Database, topic: strin
   await createOrdersTable(db, table);
   const cs = new pgp.helpers.ColumnSet(ORDER_COLUMNS, { table: new pgp.helpers.TableName({ table: table.replace(/"/g, '') }) });
   const valid = validateOrder();
-  let started = 0;
-  const source = new KafkaSource(kafka, topic, fresh('bench_baseline'), {
-    onAssign: async () => {
-      started ||= performance.now();
-      return new Map();
-    },
-    onRevoke: async () => undefined,
-  });
-  await source.connect();
+  const { source, startedAt } = await timedSource(kafka, topic, fresh('bench_baseline'));
   let n = 0;
   let pending: Order[] = [];
   let last = new Map<number, number>();
@@ -170,7 +155,7 @@ async function insertBaseline(kafka: KafkaConnection, db: Database, topic: strin
     }
     if (pending.length >= o.batch || n >= o.count) await write();
   }
-  const seconds = (performance.now() - started) / 1000;
+  const seconds = (performance.now() - startedAt()) / 1000;
   const cpu = process.cpuUsage(cpu0);
   const infra = cpuDelta(infra0, await infraCpu());
   await source.disconnect();

@@ -2,7 +2,7 @@ import {
   deleteTopics, tableName,
 } from '../pipeline/index.ts';
 import { num, parseFlags } from './lib/args.ts';
-import { metricSum, runTopology, sampleAt, topologyRegistered } from './lib/child.ts';
+import { timedRun, topologyRegistered } from './lib/child.ts';
 import { benchEnv, fresh, log, machine } from './lib/env.ts';
 import { prefillOrders } from './lib/orders.ts';
 import { fmtInt, fmtMb, printTable, writeBarChart, writeJson } from './lib/report.ts';
@@ -31,28 +31,11 @@ export async function revenueBench(argv: string[]): Promise<void> {
     // Simulated event time, 1 ms a record, so the run spans many one-minute windows and most of them close.
     const pre = await prefillOrders(env.kafka, topic, { count, partitions, invalidRatio: 0, seed: 7, batch, time: { eventTimeStart: Date.UTC(2026, 0, 1), stepMs: 1 } });
     log(`pre-filled ${pre.produced} records in ${pre.seconds.toFixed(1)} s; ${name} (child process)`);
-    let doneAt = 0;
-    let flushesAtDone = -1;
-    const run = await runTopology({
-      env: env.childEnv,
+    const { run, seconds, cpuSeconds: cpu } = await timedRun({
+      env: env.childEnv, count,
       args: [name, '--stop-when-idle', '2', '--topic', topic, '--table', table, '--group-id', fresh('bench_revenue'), '--partitions', String(partitions), '--batch-size', String(batch)],
-      marks: { assigned: /assigned .* partitions/ },
       echo: f.echo === true,
-      onSample: (_r, text) => {
-        if (doneAt || !text) return;
-        const consumed = metricSum(text, 'pipeline_records_consumed_total');
-        const flushes = metricSum(text, 'pipeline_sink_flush_duration_seconds_count');
-        // done: everything consumed, and a flush committed after that (the one carrying the last records)
-        if (consumed >= count && flushesAtDone < 0) flushesAtDone = flushes;
-        else if (flushesAtDone >= 0 && flushes > flushesAtDone) doneAt = performance.now();
-      },
     });
-    const code = await run.exited;
-    const start = run.marks.get('assigned');
-    if (code !== 0 || start === undefined) throw new Error(`${name} exited with ${code}:\n${run.stderr.slice(-10).join('\n')}`);
-    doneAt ||= run.samples.at(-1)!.at; // ended between two samples
-    const seconds = (doneAt - start) / 1000;
-    const cpu = sampleAt(run.samples, doneAt)!.cpuSeconds - sampleAt(run.samples, start)!.cpuSeconds;
     const windows = Number((await env.db.one(`SELECT count(*) AS n FROM ${tableName(table)}`).catch(() => ({ n: NaN }))).n);
     const result = {
       benchmark: 'revenue', at: new Date().toISOString(), machine: machine(), parameters: { topology: name, count, partitions, batch_size: batch, event_time_step_ms: 1 },

@@ -2,11 +2,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  compileSchema, deleteTopics, ensureTopics, KafkaProducer, KafkaSource, pgp, tableName, type Database, type KafkaConnection,
+  compileSchema, deleteTopics, ensureTopics, KafkaProducer, pgp, tableName, type Database, type KafkaConnection,
 } from '../pipeline/index.ts';
 import { customers } from '../examples/producer.ts';
 import { num, parseFlags } from './lib/args.ts';
-import { metricSum, runTopology, sampleAt } from './lib/child.ts';
+import { timedSource } from './lib/baseline.ts';
+import { timedRun } from './lib/child.ts';
 import { benchEnv, fresh, log, machine } from './lib/env.ts';
 import { fmtInt, fmtRatio, printTable, writeBarChart, writeJson } from './lib/report.ts';
 
@@ -55,25 +56,11 @@ async function prefill(kafka: KafkaConnection, topic: string, o: { count: number
 async function connector(env: Awaited<ReturnType<typeof benchEnv>>, config: object, count: number, batch: number, extra: string[], echo: boolean): Promise<Phase> {
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'bench-upsert-')), 'config.json');
   fs.writeFileSync(file, JSON.stringify(config));
-  let doneAt = 0;
-  let flushesAtDone = -1;
-  const run = await runTopology({
-    env: env.childEnv, echo,
+  const { seconds, cpuSeconds } = await timedRun({
+    env: env.childEnv, echo, count,
     args: ['kafka-to-postgres', '--config', file, '--stop-when-idle', '2', '--batch-size', String(batch), '--group-id', fresh('bench_upsert'), ...extra],
-    marks: { assigned: /assigned .* partitions/ },
-    onSample: (_r, text) => {
-      if (doneAt || !text) return;
-      const consumed = metricSum(text, 'pipeline_records_consumed_total');
-      const flushes = metricSum(text, 'pipeline_sink_flush_duration_seconds_count');
-      if (consumed >= count && flushesAtDone < 0) flushesAtDone = flushes;
-      else if (flushesAtDone >= 0 && flushes > flushesAtDone) doneAt = performance.now();
-    },
   });
-  const code = await run.exited;
-  const start = run.marks.get('assigned');
-  if (code !== 0 || start === undefined) throw new Error(`kafka-to-postgres exited with ${code}:\n${run.stderr.slice(-10).join('\n')}`);
-  doneAt ||= run.samples.at(-1)!.at;
-  return { records: count, seconds: (doneAt - start) / 1000, cpuSeconds: sampleAt(run.samples, doneAt)!.cpuSeconds - sampleAt(run.samples, start)!.cpuSeconds };
+  return { records: count, seconds, cpuSeconds };
 }
 
 /**
@@ -85,15 +72,7 @@ async function baseline(kafka: KafkaConnection, db: Database, topic: string, tab
   const cs = new pgp.helpers.ColumnSet(COLUMNS, { table: new pgp.helpers.TableName({ table }) });
   const update = COLUMNS.slice(1).map((c) => `${pgp.as.name(c)} = EXCLUDED.${pgp.as.name(c)}`).join(', ');
   const valid = compileSchema(SCHEMA);
-  let started = 0;
-  const source = new KafkaSource(kafka, topic, fresh('bench_upsert_baseline'), {
-    onAssign: async () => {
-      started ||= performance.now();
-      return new Map();
-    },
-    onRevoke: async () => undefined,
-  });
-  await source.connect();
+  const { source, startedAt } = await timedSource(kafka, topic, fresh('bench_upsert_baseline'));
   let n = 0;
   let pending = new Map<number, Record<string, unknown> | null>();
   let last = new Map<number, number>();
@@ -139,7 +118,7 @@ async function baseline(kafka: KafkaConnection, db: Database, topic: string, tab
       records = 0;
     }
   }
-  const seconds = (performance.now() - started) / 1000;
+  const seconds = (performance.now() - startedAt()) / 1000;
   const cpu = process.cpuUsage(cpu0);
   await source.disconnect();
   return { records: n, seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6 };

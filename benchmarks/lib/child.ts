@@ -178,3 +178,37 @@ export async function topologyRegistered(name: string, env: NodeJS.ProcessEnv): 
   await new Promise((r) => child.on('exit', r));
   return out.split('\n').some((l) => l.split(/\s+/)[0] === name);
 }
+
+/** A topology run to the end of a pre-filled topic, timed from its partition assignment to the last committed flush. */
+export interface TimedRun {
+  run: TopologyRun;
+  seconds: number;
+  /** The child's CPU time over that span. */
+  cpuSeconds: number;
+}
+
+/**
+ * Runs a topology (with --stop-when-idle among its args) over `count` pre-filled records: done once everything is
+ * consumed and a flush committed after that (the one carrying the last records), read from its /metrics.
+ */
+export async function timedRun(o: TopologyRunOptions & { count: number }): Promise<TimedRun> {
+  let doneAt = 0;
+  let flushesAtDone = -1;
+  const run = await runTopology({
+    ...o,
+    marks: { assigned: /assigned .* partitions/, ...o.marks },
+    onSample: (r, text) => {
+      o.onSample?.(r, text);
+      if (doneAt || !text) return;
+      const consumed = metricSum(text, 'pipeline_records_consumed_total');
+      const flushes = metricSum(text, 'pipeline_sink_flush_duration_seconds_count');
+      if (consumed >= o.count && flushesAtDone < 0) flushesAtDone = flushes;
+      else if (flushesAtDone >= 0 && flushes > flushesAtDone) doneAt = performance.now();
+    },
+  });
+  const code = await run.exited;
+  const start = run.marks.get('assigned');
+  if (code !== 0 || start === undefined) throw new Error(`${o.args[0]} exited with ${code}:\n${run.stderr.slice(-10).join('\n')}`);
+  doneAt ||= run.samples.at(-1)!.at; // ended between two samples
+  return { run, seconds: (doneAt - start) / 1000, cpuSeconds: sampleAt(run.samples, doneAt)!.cpuSeconds - sampleAt(run.samples, start)!.cpuSeconds };
+}
