@@ -30,11 +30,25 @@ export function pointerTokens(pointer: string): string[] {
 
 export function parseSource(text: string): ColumnSource {
   if (text.startsWith('/')) return { from: 'value', pointer: pointerTokens(text) };
+  if (text.startsWith('$.') || text.startsWith('$[')) return { from: 'value', pointer: pathTokens(text) };
   if (text === '@key') return { from: 'key' };
   if (text.startsWith('@key/')) return { from: 'key', pointer: pointerTokens(text.slice(4)) };
   if (text.startsWith('@header/')) return { from: 'header', name: text.slice(8) };
   if (text === '@timestamp' || text === '@topic' || text === '@partition' || text === '@offset') return { from: text.slice(1) as 'timestamp' };
-  throw new ConfigError(`"${text}" is not a column source (a JSON pointer, @key, @key/<pointer>, @header/<name>, @timestamp, @topic, @partition or @offset)`);
+  throw new ConfigError(`"${text}" is not a column source (a JSON pointer, a JSONPath ($.a.b), @key, @key/<pointer>, @header/<name>, @timestamp, @topic, @partition or @offset)`);
+}
+
+/** A JSONPath of plain names ("$.address.city", or "$['odd name']") as pointer tokens. */
+export function pathTokens(path: string): string[] {
+  const tokens: string[] = [];
+  const re = /\.([A-Za-z_$][\w$]*)|\['((?:[^'\\]|\\.)*)'\]/y;
+  re.lastIndex = 1;
+  while (re.lastIndex < path.length) {
+    const m = re.exec(path);
+    if (!m) throw new ConfigError(`"${path}" is not a JSONPath of names ($.address.city or $['a name'])`);
+    tokens.push(m[1] ?? m[2].replace(/\\(.)/g, '$1'));
+  }
+  return tokens;
 }
 
 /** The JSON Schema of what a pointer reaches, and whether it is always there (required at every level, not nullable). */

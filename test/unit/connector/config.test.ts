@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { tombstoneRow } from '../../../pipeline/dsl/builder.ts';
 import { ConfigError } from '../../../pipeline/errors.ts';
-import { columnType, createTableSql, rowOf, tableColumns } from '../../../pipeline/connector/columns.ts';
+import { columnType, createTableSql, parseSource, rowOf, tableColumns } from '../../../pipeline/connector/columns.ts';
 import { loadConnectorConfig, loadConnectorConfigs } from '../../../pipeline/connector/config.ts';
 import type { StreamRecord } from '../../../pipeline/records.ts';
 
@@ -73,6 +73,17 @@ describe('connector columns', () => {
     assert.deepEqual(columnType({ type: 'number', multipleOf: 0.001 }), { type: 'numeric(38,3)', nullable: false });
     assert.equal(createTableSql(cols.slice(0, 3), ['id'], (n) => `"${n}"`),
       'CREATE TABLE IF NOT EXISTS $TABLE (\n  "id" uuid NOT NULL,\n  "at" timestamp with time zone NOT NULL,\n  "day" date,\n  PRIMARY KEY ("id"))');
+  });
+
+  it('reads a column\'s source as a JSON pointer or as a JSONPath of names, to the same place', () => {
+    assert.deepEqual(parseSource('/address/city'), { from: 'value', pointer: ['address', 'city'] });
+    assert.deepEqual(parseSource('$.address.city'), { from: 'value', pointer: ['address', 'city'] });
+    assert.deepEqual(parseSource("$['odd name'].x"), { from: 'value', pointer: ['odd name', 'x'] });
+    assert.deepEqual(parseSource('/a~1b/c~0d'), { from: 'value', pointer: ['a/b', 'c~d'] });
+    assert.deepEqual(parseSource('@key/id'), { from: 'key', pointer: ['id'] });
+    assert.throws(() => parseSource('$.a[0]'), /is not a JSONPath of names/);
+    const cols = tableColumns(schema, { city: '$.address.city', address: null }, [], 'test');
+    assert.deepEqual(cols.find((c) => c.name === 'city'), { name: 'city', source: { from: 'value', pointer: ['address', 'city'] }, type: 'text', nullable: true });
   });
 
   it('puts the key columns first, and refuses a key that is no column or a pointer the schema lacks', () => {
