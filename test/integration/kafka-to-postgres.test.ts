@@ -10,6 +10,7 @@ import { startRegistry } from '../helpers/schema-registry.ts';
 import { createTopic, db, dropAll, header, produce, readTopic, runTopology, startTopology, unique, waitUntil } from '../helpers/infra.ts';
 
 const EXAMPLES = path.join(projectRoot, 'examples');
+const SHORT_SESSION = ['--kafka', 'session.timeout.ms=6000'];
 const CUSTOMER_SCHEMA = JSON.parse(fs.readFileSync(path.join(EXAMPLES, 'customer.schema.json'), 'utf8')) as { properties: Record<string, object>; required: string[] };
 
 type Customer = Record<string, unknown> & { customer_id: number; email: string; credit?: number; address?: { city?: string }; updated_at: string };
@@ -70,13 +71,17 @@ describe('kafka-to-postgres on real Kafka and Postgres', () => {
   const committed = async (group: string, topic: string) =>
     Number((await db().one<{ n: string | null }>('SELECT sum(next_offset)::bigint AS n FROM pipeline_offsets WHERE group_id = $1 AND topic = $2', [group, topic])).n ?? 0);
 
-  /** Starts the connector three times, each killed with SIGKILL at a random moment after its first commit; then runs it to the end. */
+  /**
+   * Starts the connector three times, each killed with SIGKILL at a random moment after its first commit; then runs
+   * it to the end. Polls and flushes of 100 records keep each run from reaching the end before its kill, and a short
+   * session timeout has the group give a killed member's partitions to the next one sooner.
+   */
   async function killThrice(c: { file: string; topic: string }, group: string, total: number): Promise<number> {
     let kills = 0;
     for (let k = 0; k < 3; k++) {
       const before = await committed(group, c.topic);
       if (before >= total) break;
-      const run = startTopology(connector(c.file));
+      const run = startTopology(connector(c.file, '--batch-size', '100', '--max-poll-records', '100', ...SHORT_SESSION));
       await waitUntil('a commit by this run', async () => run.child.exitCode !== null || (await committed(group, c.topic)) > before, 60_000);
       await sleep(Math.floor(Math.random() * 150));
       if (run.child.exitCode === null) {
@@ -85,7 +90,7 @@ describe('kafka-to-postgres on real Kafka and Postgres', () => {
       }
       await run.exited;
     }
-    const last = await runTopology(connector(c.file, '--stop-when-idle', '3'));
+    const last = await runTopology(connector(c.file, '--stop-when-idle', '3', ...SHORT_SESSION));
     assert.equal(last.code, 0, last.stderr);
     assert.equal(await committed(group, c.topic), total, 'every record committed, once');
     return kills;
@@ -103,18 +108,18 @@ describe('kafka-to-postgres on real Kafka and Postgres', () => {
 
   it('upsert without deletes, and append: killed with SIGKILL at random moments, each table ends as its fold of the topic', async () => {
     const up = customerConfig('customers-kill-nodelete', { deleteOnTombstone: false });
-    const { records } = await produceCustomers(up.topic, 20_000, 8);
+    const { records } = await produceCustomers(up.topic, 12_000, 8);
     const fold = new Map<number, Record<string, unknown>>();
     for (const r of records) if (r.value !== null) fold.set(Number(r.key), r.value); // tombstones are dead letters here
-    const upKills = await killThrice(up, 'kafka-to-postgres-customers-kill-nodelete', 20_000);
+    const upKills = await killThrice(up, 'kafka-to-postgres-customers-kill-nodelete', 12_000);
     assert.ok(upKills >= 2, `killed mid-run (${upKills} times)`);
     assertFold(await tableOf(up.table), fold);
     const ap = config('views-kill', { schema: path.join(EXAMPLES, 'page-view.schema.json'), key: ['view_id'], autoCreate: true });
     await createTopic(ap.topic, 3);
-    await produce([...pageViews(20_000, 5)].map((v) => ({ topic: ap.topic, key: v.key, value: Buffer.from(JSON.stringify(v.value)) })));
-    const apKills = await killThrice(ap, 'kafka-to-postgres-views-kill', 20_000);
+    await produce([...pageViews(12_000, 5)].map((v) => ({ topic: ap.topic, key: v.key, value: Buffer.from(JSON.stringify(v.value)) })));
+    const apKills = await killThrice(ap, 'kafka-to-postgres-views-kill', 12_000);
     assert.ok(apKills >= 2, `killed mid-run (${apKills} times)`);
-    assert.deepEqual(await db().one('SELECT count(*)::int AS n, count(DISTINCT view_id)::int AS distinct FROM $1:name', [ap.table]), { n: 20_000, distinct: 20_000 });
+    assert.deepEqual(await db().one('SELECT count(*)::int AS n, count(DISTINCT view_id)::int AS distinct FROM $1:name', [ap.table]), { n: 12_000, distinct: 12_000 });
     // A record read again after a kill and taken for a new one would be a duplicate dead letter: there are none.
     assert.equal((await db().one('SELECT count(*)::int AS n FROM pipeline_dead_letters WHERE dlq_topic = $1', [`${ap.topic}.dlq`])).n, 0);
     assert.deepEqual(await readTopic(`${ap.topic}.dlq`), []);
