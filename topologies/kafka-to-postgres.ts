@@ -24,8 +24,11 @@ const pipelinesOf = (v: Values) => {
   return p;
 };
 
+/** A pipeline's schema, where it came from, and for a registry subject the version's id. */
+type ResolvedSchema = { schema: object; name: string; registry?: { subject: string; id: number } };
+
 /** A pipeline's schema file, read. */
-function schemaFile(p: ConnectorPipeline, file: string): { schema: object; name: string } {
+function schemaFile(p: ConnectorPipeline, file: string): ResolvedSchema {
   try {
     return { schema: JSON.parse(readFileSync(file, 'utf8')) as object, name: path.relative(process.cwd(), file) };
   } catch (err) {
@@ -34,7 +37,7 @@ function schemaFile(p: ConnectorPipeline, file: string): { schema: object; name:
 }
 
 /** Each topic of a pipeline as a plan's arguments, with its schema. */
-function planArgs(p: ConnectorPipeline, s: { schema: object; name: string; registry?: { subject: string; id: number } }): ConnectorPlanArgs[] {
+function planArgs(p: ConnectorPipeline, s: ResolvedSchema): ConnectorPlanArgs[] {
   const columns = tableColumns(s.schema as Record<string, unknown>, p.columns, p.key, p.origin);
   return p.topics.map((topic) => ({
     pipeline: p.topics.length > 1 ? `${p.name}-${topic}` : p.name, topic, table: p.table, key: p.key, mode: p.mode,
@@ -74,8 +77,6 @@ async function retryUnlessStopped<T>(what: string, fn: () => Promise<T>, ctx: To
     throw err;
   }
 }
-
-type ResolvedSchema = { schema: object; name: string; registry?: { subject: string; id: number } };
 
 /** A pipeline's schema: its file, or its subject's latest version in the registry (undefined once stopped). */
 async function resolveSchema(p: ConnectorPipeline, ctx: TopologyContext): Promise<ResolvedSchema | undefined> {

@@ -32,6 +32,8 @@ export class PostgresUpsertSink extends PostgresCopySink {
   private readonly deletes: string;
   private readonly applySql: string;
   private readonly createSql: string;
+  /** `(col, ...)`, quoted, in the rows' order. */
+  private readonly columnList: string;
 
   constructor(private readonly u: PostgresUpsertSinkOptions) {
     super(u);
@@ -40,6 +42,7 @@ export class PostgresUpsertSink extends PostgresCopySink {
     this.deletes = `pg_temp.${pgp.as.name(`${id}_deletes`)}`;
     const cols = u.columns.map((c) => pgp.as.name(c));
     const keys = u.keyColumns.map((c) => pgp.as.name(c));
+    this.columnList = `(${cols.join(', ')})`;
     const rest = cols.filter((c) => !keys.includes(c));
     const onConflict = rest.length ? `DO UPDATE SET ${rest.map((c) => `${c} = EXCLUDED.${c}`).join(', ')}` : 'DO NOTHING';
     // Kept for the connection's session, emptied after each part: made afresh for each flush (and dropped at its
@@ -86,12 +89,11 @@ export class PostgresUpsertSink extends PostgresCopySink {
       const [s, i] = rows.locate(g);
       (s.record(i).raw === null ? deletes : upserts).push(g);
     }
-    const cols = this.u.columns.map((c) => pgp.as.name(c)).join(', ');
     return Promise.all([
       conn.none(this.createSql),
       conn.none('SAVEPOINT copy_part'),
-      upserts.length ? this.copy(conn, `COPY ${this.upserts} (${cols}) FROM STDIN`, rows.buffers(Uint32Array.from(upserts))) : undefined,
-      deletes.length ? this.copy(conn, `COPY ${this.deletes} (${cols}) FROM STDIN`, rows.buffers(Uint32Array.from(deletes))) : undefined,
+      upserts.length ? this.copy(conn, `COPY ${this.upserts} ${this.columnList} FROM STDIN`, rows.buffers(Uint32Array.from(upserts))) : undefined,
+      deletes.length ? this.copy(conn, `COPY ${this.deletes} ${this.columnList} FROM STDIN`, rows.buffers(Uint32Array.from(deletes))) : undefined,
       conn.multi(this.applySql),
     ]);
   }
