@@ -27,6 +27,7 @@ export interface OptimizeOptions {
  * COPY row, without JSON.parse, ajv or an object per record.
  */
 function directJsonRows(plan: TopologyPlan): OptimizedPlan['direct'] {
+  if (plan.sources.length !== 1) return undefined;
   const only = (n: PlanNode | undefined) => (n?.children.length === 1 ? n.children[0] : undefined);
   const parse = only(plan.root);
   const validate = parse?.op === 'parse-json' ? only(parse) : undefined;

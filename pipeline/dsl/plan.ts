@@ -1,17 +1,27 @@
 import type { TableShape } from '../postgres/table-shape.ts';
 import type { CopyValue } from '../codec/copy-text.ts';
 import type { Stage, StreamRecord, Windowed } from '../records.ts';
+import type { GlobalTable, GlobalTableSpec } from '../state/global-table.ts';
 
 /**
- * What a topology declared: a tree from one source topic through stages to sinks. Stages are factories, so every
- * running task (and every test driver) gets instances of its own.
+ * What a topology declared: from each source topic through stages to sinks, a tree per source whose branches may
+ * meet (merge, join: a node with two parents). Stages are factories, so every running task (and every test driver)
+ * gets instances of its own.
  */
 export interface PlanNode {
   id: string;
   kind: 'source' | 'stage' | 'branch' | 'sink';
   label: string;
   children: PlanNode[];
-  stage?: () => Stage;
+  /** source: the topic it reads. */
+  sourceTopic?: string;
+  /** source: read as a table (b.table): a task reads it to its end before taking records of its stream inputs. */
+  table?: boolean;
+  /** A join with a global table: its topic. */
+  globalTable?: string;
+  /** A node where two streams meet (merge, join): the ids of its parents, the left (this) stream first. */
+  parents?: string[];
+  stage?: (build: StageBuild) => Stage;
   /** branch: children[i] takes the records for which predicates[i] is the first to hold. */
   predicates?: ((value: unknown, key: unknown) => boolean)[];
   sink?: SinkSpec;
@@ -22,12 +32,28 @@ export interface PlanNode {
   schema?: object;
 }
 
+/** What a stage factory may ask of the executor that builds it: a global table it reads (the executor's own). */
+export interface StageBuild {
+  globalTable(topic: string): GlobalTable;
+}
+
 export interface TopicSinkSpec {
   kind: 'topic';
   name: string;
   topic: string;
   serialize: (value: unknown, key: unknown) => { key: Buffer | string | null; value: Buffer | null };
+  /**
+   * An internal repartition topic (`<application-id>-<name>-repartition`): records keep their event time as the
+   * Kafka timestamp and carry the partition they came from (UPSTREAM_HEADER), so the reading task tracks stream time
+   * per upstream partition.
+   */
+  repartition?: boolean;
 }
+
+/** Headers of a repartitioned record: the partition it came from upstream, and how many there are. */
+export const UPSTREAM_HEADER = 'pipeline.upstream.partition';
+export const UPSTREAM_COUNT_HEADER = 'pipeline.upstream.partitions';
+export const repartitionTopic = (applicationId: string, name: string) => `${applicationId}-${name}-repartition`;
 
 /** Appends one row per record with COPY (orders-ingest). */
 export interface PostgresAppendSinkSpec {
@@ -98,8 +124,23 @@ export type SinkSpec = TopicSinkSpec | PostgresAppendSinkSpec | PostgresWindowSi
 
 export interface TopologyPlan {
   applicationId: string;
+  /** The first source's topic: the one whose partitions the consumer group assigns (see inputs). */
   topic: string;
   root: PlanNode;
+  /**
+   * Every source topic, `topic` first, when the topology reads several: they must be co-partitioned (the same
+   * partition count, keyed alike), as Kafka Streams requires of a join's inputs; task p reads partition p of each.
+   */
+  inputs: string[];
+  /** Every source node, in the order of inputs (root first). */
+  sources: PlanNode[];
+  /** Global tables the stages read: each instance reads all of each such topic (not an input: no offsets, no tasks). */
+  globalTables?: GlobalTableSpec[];
+  /**
+   * With repartition topics, the parts that run as tasks of their own (Kafka Streams' sub-topologies), each a plan
+   * whose inputs are co-partitioned: the first writes a repartition topic that a later one reads.
+   */
+  subtopologies?: TopologyPlan[];
   /** The rewrites optimize() applied, by name, for --describe (none until it runs). */
   rewrites?: AppliedRewrite[];
 }
@@ -110,20 +151,28 @@ export interface AppliedRewrite {
   detail: string;
 }
 
-export function walk(node: PlanNode, visit: (n: PlanNode, depth: number) => void, depth = 0): void {
-  visit(node, depth);
-  for (const c of node.children) walk(c, visit, depth + 1);
+/** Visits every node of the plan once, from each source in turn (a node of two parents under its first). */
+export function walk(plan: Pick<TopologyPlan, 'sources'>, visit: (n: PlanNode, depth: number, seen: boolean) => void): void {
+  const seen = new Set<string>();
+  const go = (n: PlanNode, depth: number) => {
+    const again = seen.has(n.id);
+    visit(n, depth, again);
+    if (again) return;
+    seen.add(n.id);
+    for (const c of n.children) go(c, depth + 1);
+  };
+  for (const s of plan.sources) go(s, 0);
 }
 
 export function sinksOf(plan: TopologyPlan): SinkSpec[] {
   const out: SinkSpec[] = [];
-  walk(plan.root, (n) => n.sink && out.push(n.sink));
+  walk(plan, (n, _, again) => !again && n.sink && out.push(n.sink));
   return out;
 }
 
 export function storesOf(plan: TopologyPlan): string[] {
   const out: string[] = [];
-  walk(plan.root, (n) => n.store && out.push(n.store));
+  walk(plan, (n, _, again) => !again && n.store && out.push(n.store));
   return out;
 }
 
@@ -132,10 +181,15 @@ export const changelogTopic = (applicationId: string, store: string) => `${appli
 /** Like Topology#describe(): sources, stages, stores, sinks, topics and tables, as indented text. */
 export function describeText(plan: TopologyPlan, dlqTopic: string): string {
   const lines = [`Topology ${plan.applicationId}`];
-  walk(plan.root, (n, depth) => {
+  walk(plan, (n, depth, again) => {
     const pad = '  '.repeat(depth + 1);
-    lines.push(`${pad}${n.kind.padEnd(6)} ${n.label}${n.store ? ` [store ${n.store}, changelog ${changelogTopic(plan.applicationId, n.store)}]` : ''}`);
+    if (again) lines.push(`${pad}${n.kind.padEnd(6)} ${n.label} (${n.id}, above)`);
+    else lines.push(`${pad}${n.kind.padEnd(6)} ${n.label}${n.parents ? ` (${n.id})` : ''}${n.store ? ` [store ${n.store}, changelog ${changelogTopic(plan.applicationId, n.store)}]` : ''}`);
   });
+  for (const g of plan.globalTables ?? []) lines.push(`  global table ${g.topic} (every partition in every instance, read to its end before processing starts; the topic is its changelog)`);
+  if (plan.subtopologies) {
+    plan.subtopologies.forEach((sub, i) => lines.push(`  sub-topology ${i}: reads ${sub.inputs.join(', ')}${sub.inputs.length > 1 ? ' (co-partitioned)' : ''}`));
+  } else if (plan.inputs.length > 1) lines.push(`  co-partitioned inputs: ${plan.inputs.join(', ')} (the same partition count, checked at start; task p reads partition p of each)`);
   lines.push(`  dead letters -> topic ${dlqTopic}`);
   for (const r of plan.rewrites ?? []) lines.push(`  rewrite ${r.name}: ${r.detail}`);
   return lines.join('\n');
@@ -145,13 +199,17 @@ export function describeText(plan: TopologyPlan, dlqTopic: string): string {
 export function describeMermaid(plan: TopologyPlan, dlqTopic: string): string {
   const lines = ['flowchart LR'];
   const esc = (s: string) => s.replace(/"/g, "'");
-  walk(plan.root, (n) => {
+  walk(plan, (n, _, again) => {
+    if (again) return;
     const shape = n.kind === 'source' || (n.sink?.kind === 'topic') ? [`[/"`, `"/]`] : n.kind === 'sink' ? ['[("', '")]'] : ['["', '"]'];
     lines.push(`  ${n.id}${shape[0]}${esc(n.label)}${shape[1]}`);
     if (n.store) lines.push(`  ${n.id}_store[("store ${esc(n.store)}")]`, `  ${n.id} -.- ${n.id}_store`);
+    const rep = n.sink?.kind === 'topic' && n.sink.repartition ? plan.sources.find((x) => x.sourceTopic === (n.sink as TopicSinkSpec).topic) : undefined;
+    if (rep) lines.push(`  ${n.id} -. repartition .-> ${rep.id}`);
+    if (n.globalTable) lines.push(`  ${n.id}_table[/"global table ${esc(n.globalTable)}"/]`, `  ${n.id}_table -. lookup .-> ${n.id}`);
     for (const c of n.children) lines.push(`  ${n.id} --> ${c.id}`);
   });
-  lines.push(`  dlq[/"topic ${esc(dlqTopic)} (dead letters)"/]`, `  ${plan.root.id} -. invalid .-> dlq`);
+  lines.push(`  dlq[/"topic ${esc(dlqTopic)} (dead letters)"/]`, ...plan.sources.map((s) => `  ${s.id} -. invalid .-> dlq`));
   for (const r of plan.rewrites ?? []) lines.push(`  %% rewrite ${r.name}: ${esc(r.detail)}`);
   return lines.join('\n');
 }

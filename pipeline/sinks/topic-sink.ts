@@ -1,6 +1,6 @@
-import type { TopicSinkSpec } from '../dsl/plan.ts';
+import { UPSTREAM_COUNT_HEADER, UPSTREAM_HEADER, type TopicSinkSpec } from '../dsl/plan.ts';
 import { ensureTopics } from '../kafka/admin.ts';
-import type { KafkaProducer } from '../kafka/producer.ts';
+import type { Headers, KafkaProducer } from '../kafka/producer.ts';
 import type { StreamRecord } from '../records.ts';
 import type { Sink, SinkSetup } from './sink.ts';
 
@@ -19,11 +19,15 @@ export class TopicSink implements Sink<StreamRecord> {
   }
 
   describe(): string {
-    return `topic ${this.spec.topic} (produced and acknowledged before the flush's transaction)`;
+    return `topic ${this.spec.topic}${this.spec.repartition ? ' (repartition)' : ''} (produced with the flush)`;
   }
 
+  /** The source's partition count (a repartition topic's records say how many upstream partitions there are). */
+  private upstreams = 0;
+
   async setup({ kafka, partitions }: SinkSetup): Promise<void> {
-    await ensureTopics(kafka, [{ name: this.spec.topic, partitions: await partitions() }]);
+    this.upstreams = await partitions();
+    if (!this.spec.repartition) await ensureTopics(kafka, [{ name: this.spec.topic, partitions: this.upstreams }]);
   }
 
   without(records: StreamRecord[], partitions: ReadonlySet<number>): StreamRecord[] {
@@ -34,7 +38,17 @@ export class TopicSink implements Sink<StreamRecord> {
     const { spec } = this;
     for (const r of records) {
       const m = spec.serialize(r.value, r.key);
-      await producer.produce({ topic: spec.topic, key: m.key, value: m.value, headers: r.headers });
+      if (!spec.repartition) {
+        await producer.produce({ topic: spec.topic, key: m.key, value: m.value, headers: r.headers });
+        continue;
+      }
+      await producer.produce({ topic: spec.topic, key: m.key, value: m.value, headers: repartitionHeaders(r, this.upstreams), timestamp: r.timestamp });
     }
   }
+}
+
+/** A repartitioned record's headers: its own, and the partition it came from of how many. */
+export function repartitionHeaders(r: StreamRecord, upstreams: number): Headers {
+  return [...(r.headers ?? []).filter((h) => !(UPSTREAM_HEADER in h) && !(UPSTREAM_COUNT_HEADER in h)),
+    { [UPSTREAM_HEADER]: String(r.partition) }, { [UPSTREAM_COUNT_HEADER]: String(upstreams) }];
 }

@@ -11,7 +11,19 @@
 export interface ChangelogEntry {
   key: string;
   /** null: a tombstone, written once the deletion is committed. */
-  value: { o: number; p: unknown; c: unknown } | null;
+  value: { o: StorePosition; p: unknown; c: unknown } | null;
+}
+
+/**
+ * Where a task's state stands: the next source offset of its one input, or of each of its inputs in order (a task
+ * of co-partitioned topics). An entry's batch is committed when every input's committed offset has reached it.
+ */
+export type StorePosition = number | readonly number[];
+
+export function covered(at: StorePosition, committed: StorePosition): boolean {
+  if (typeof at === 'number') return typeof committed === 'number' ? at <= committed : at <= Math.max(committed[0] ?? -1, 0);
+  const c = typeof committed === 'number' ? [committed] : committed;
+  return at.every((o, i) => o <= Math.max(c[i] ?? -1, 0));
 }
 
 export class StateStore<V> {
@@ -73,7 +85,7 @@ export class StateStore<V> {
    * The changelog entries of everything changed since the last cut, tagged with the batch's next source offset.
    * Values are deep-copied through JSON so later changes cannot alter them.
    */
-  cut(nextOffset: number): ChangelogEntry[] {
+  cut(nextOffset: StorePosition): ChangelogEntry[] {
     const out: ChangelogEntry[] = this.deletedAtCut.filter((k) => !this.before.has(k)).map((key) => ({ key, value: null }));
     this.deletedAtCut = [];
     for (const [key, prev] of this.before) {
@@ -85,8 +97,11 @@ export class StateStore<V> {
     return out;
   }
 
-  /** Rebuilds the state as of committedOffset (the next offset stored in Postgres; -1 for none) from a changelog. */
-  restore(entries: Iterable<ChangelogEntry>, committedOffset: number): void {
+  /**
+   * Rebuilds the state as of committedOffset (the next offset stored in Postgres, of each input; -1 for none) from a
+   * changelog, and marks each key whose latest entry was not committed, for the next cut to write again.
+   */
+  restore(entries: Iterable<ChangelogEntry>, committedOffset: StorePosition): void {
     this.data.clear();
     this.before.clear();
     this.deletedAtCut = [];
@@ -94,8 +109,14 @@ export class StateStore<V> {
     for (const e of entries) latest.set(e.key, e.value);
     for (const [key, v] of latest) {
       if (v === null) continue;
-      const value = v.o <= committedOffset ? v.c : v.p;
+      const committed = covered(v.o, committedOffset);
+      const value = committed ? v.c : v.p;
       if (value !== null && value !== undefined) this.data.set(key, value as V);
+      // The entry's batch was never committed: the next cut writes the key again, as restored, so that this entry is
+      // never the latest once later commits cover its position. (Processed again, the batch need not touch the same
+      // keys: with two inputs read in another interleaving, an order that was held the first time can be closed on
+      // arrival, and the uncommitted "held" entry, covered by the offsets of later commits, came back as a phantom.)
+      if (!committed) this.before.set(key, value === null || value === undefined ? undefined : (structuredClone(value) as V));
     }
   }
 }
