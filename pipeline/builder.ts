@@ -5,10 +5,12 @@
  */
 
 // Building a topology: the DSL, windows, records and stages.
-export { StreamsBuilder, KStream, KGroupedStream, KWindowedStream, KWindowedTable } from './dsl/builder.ts';
+export { StreamsBuilder, KStream, KGroupedStream, KWindowedStream, KWindowedTable, KTable, GlobalKTable } from './dsl/builder.ts';
+export { GlobalTable, type GlobalTableSpec } from './state/global-table.ts';
 export { byName, describeMermaid, describeText, sinksOf, storesOf, changelogTopic, type TopologyPlan, type PlanNode, type SinkSpec } from './dsl/plan.ts';
 export { optimize, type OptimizedPlan, type OptimizeOptions } from './dsl/optimize.ts';
-export { TimeWindows, SessionWindows, type Windows } from './windows/windows.ts';
+export { JoinWindows, TimeWindows, SessionWindows, type Windows } from './windows/windows.ts';
+export { StreamJoin, type JoinKind } from './stages/stream-join.ts';
 export type { Stage, StageContext, StatefulStage, StreamRecord, Windowed } from './records.ts';
 export { parseJson } from './stages/parse-json.ts';
 export { validate } from './stages/validate.ts';

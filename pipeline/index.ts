@@ -33,10 +33,11 @@ export { SchemaChanged, schemaGate } from './connector/schema-gate.ts';
 // Testing without a broker.
 export { TopologyTestDriver, type TestInput } from './testing/test-driver.ts';
 export { MemoryCommitter, MemorySource, type MemoryMessage } from './testing/memory.ts';
+export { TcpProxy } from './testing/tcp-proxy.ts';
 
 // Kafka, Postgres and schemas, as the topologies use them.
 export { clientConfig, kafkaConnection, type KafkaConnection } from './kafka/client-config.ts';
-export { deleteTopics, ensureTopics, topicName } from './kafka/admin.ts';
+export { deleteTopics, describePartitions, ensureTopics, topicName, type PartitionInfo } from './kafka/admin.ts';
 export { KafkaProducer } from './kafka/producer.ts';
 export { closeDatabases, database, pgp, tableName, withSetupLock, type Database } from './postgres/db.ts';
 export { DeadLetterRelay, ensureDeadLetterTable, type DeadLetter } from './postgres/dead-letters.ts';

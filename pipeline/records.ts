@@ -1,7 +1,7 @@
 import type { DeadLetterReason } from './errors.ts';
 import type { Headers } from './kafka/producer.ts';
 import type { DeadLetter } from './postgres/dead-letters.ts';
-import type { ChangelogEntry } from './state/store.ts';
+import type { ChangelogEntry, StorePosition } from './state/store.ts';
 
 /** A record as it moves through a topology: what Kafka gave, and the value as the stages have made it so far. */
 export interface StreamRecord<V = unknown> {
@@ -46,12 +46,15 @@ export interface Stage<I = unknown, O = unknown> {
 export interface StatefulStage {
   readonly storeName: string;
   /** Changelog entries of what changed in the partition since the last cut (see state/store.ts). */
-  cut(partition: number, nextOffset: number): ChangelogEntry[];
-  restore(partition: number, entries: ChangelogEntry[], committedOffset: number): void;
+  cut(partition: number, at: StorePosition): ChangelogEntry[];
+  restore(partition: number, entries: ChangelogEntry[], committed: StorePosition): void;
   drop(partition: number): void;
   /** Event time up to which windows of the partition are closed (stream time - grace); -Infinity before any record. */
   closedThrough(partition: number): number;
 }
+
+/** A record key as text, what stores and tables look keys up by: a string as it is, anything else as JSON. */
+export const keyText = (key: unknown): string => (typeof key === 'string' ? key : JSON.stringify(key));
 
 /** The key of a windowed aggregate, as Kafka Streams' Windowed<K>. */
 export interface Windowed<K> {

@@ -32,6 +32,8 @@ export interface Topology<V = OptionValues> {
   validate?(values: V): void;
   /** Sources, stages, sinks, topics and tables, as text. */
   describe(values: V): string;
+  /** Groups of topics it reads that must be co-partitioned (the inputs of a join): --describe checks them when Kafka is up. */
+  copartitioned?(values: V): string[][];
   /** Runs until done (a count reached, idle) or until ctx.signal aborts; then drains and resolves. */
   run(ctx: TopologyContext, values: V): Promise<void>;
 }
@@ -56,6 +58,7 @@ export function defineTopology<const S extends readonly OptionSpec[]>(t: Omit<To
     topics: (v) => t.topics(of(v)),
     validate: (v) => t.validate?.(of(v)),
     describe: (v) => t.describe(of(v)),
+    copartitioned: t.copartitioned && ((v) => t.copartitioned!(of(v))),
     run: (ctx, v) => t.run(ctx, of(v)),
   };
 }

@@ -6,7 +6,8 @@ export { prng };
 // The order factory alone, apart from the topology that sends its orders: the generator's worker thread imports this
 // module, and a worker must not load node-rdkafka (it cannot run in a worker thread).
 
-const PRODUCTS = ['Laptop', 'Phone', 'Headphones', 'Monitor', 'Keyboard', 'Mouse', 'Webcam', 'Desk Lamp', 'Chair', 'Backpack',
+/** The products orders are for, in the order products-generator publishes them. */
+export const PRODUCTS = ['Laptop', 'Phone', 'Headphones', 'Monitor', 'Keyboard', 'Mouse', 'Webcam', 'Desk Lamp', 'Chair', 'Backpack',
   'Tablet', 'Charger', 'Speaker', 'Router', 'SSD 1TB', 'Coffee Grinder', 'Kettle', 'Notebook', 'Pen Set', 'Water Bottle'];
 
 export const INVALID_KINDS = ['malformed-json', 'missing-field', 'wrong-type', 'negative-quantity'] as const;

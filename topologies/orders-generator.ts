@@ -4,6 +4,8 @@ import {
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { invalidKindOf, OrderBatches, type OrderBatch } from './order-batches.ts';
+import { prng } from './order-factory.ts';
+import { paymentsOf } from './payments.ts';
 
 export { INVALID_KINDS, OrderFactory, prng, UuidV7, type EventTimeOptions, type GeneratedOrder, type InvalidKind } from './order-factory.ts';
 
@@ -42,13 +44,17 @@ export const ordersGenerator = defineTopology({
     { name: 'late-by-ms', type: 'int', min: 1, default: 120_000, help: 'how far back a late order is pushed' },
     { name: 'value-schema', type: 'string', help: 'JSON Schema file registered as <topic>-value when SCHEMA_REGISTRY_URL is set (default: schemas/order.schema.json); a new version, such as one with another optional property' },
     { name: 'report', type: 'string', help: 'write the keys (order ids) of the valid and invalid records sent to this JSON file at the end, for checks by id' },
+    { name: 'payments-ratio', type: 'number', min: 0, max: 1, default: 0, help: 'share of valid orders that also get a payment on --payments-topic (for orders-paid)' },
+    { name: 'payment-delay-ms', type: 'int', min: 0, default: 30_000, help: 'a payment is paid up to this long after its order, in event time' },
+    { name: 'payments-topic', type: 'string', default: 'payments', help: 'topic of the payments, keyed by order_id like the orders (co-partitioned with them)' },
   ],
-  topics: (v) => ({ reads: [], writes: [v.topic] }),
+  topics: (v) => ({ reads: [], writes: v['payments-ratio'] > 0 ? [v.topic, v['payments-topic']] : [v.topic] }),
   validate(v) {
     if (v['event-time-start'] !== undefined && !Number.isFinite(Date.parse(v['event-time-start']))) {
       throw new ConfigError(`--event-time-start: expected an ISO 8601 time such as 2026-01-01T00:00:00Z, got "${v['event-time-start']}"`);
     }
     topicName(v.topic);
+    topicName(v['payments-topic'], '--payments-topic');
     if (v['value-schema'] !== undefined) valueSchemaOf(v['value-schema']);
   },
   describe(v) {
@@ -56,6 +62,7 @@ export const ordersGenerator = defineTopology({
       `Topology orders-generator`,
       `  source  synthetic orders (UUIDv7 keys, ${v.rate === 0 ? 'as fast as possible' : `${v.rate}/s`}, invalid ratio ${v['invalid-ratio']})`,
       `  sink    topic ${v.topic} (idempotent producer, key = order_id)`,
+      ...(v['payments-ratio'] > 0 ? [`  sink    topic ${v['payments-topic']} (payments of ${v['payments-ratio'] * 100}% of valid orders, up to ${v['payment-delay-ms']} ms after them, key = order_id)`] : []),
     ].join('\n');
   },
   async run(ctx, v) {
@@ -63,7 +70,9 @@ export const ordersGenerator = defineTopology({
     const rate = v.rate;
     const count = v.count;
     const seed = v.seed ?? crypto.randomInt(2 ** 31);
-    await retry('creating topics', () => ensureTopics(ctx.kafka, [{ name: topic, partitions: v.partitions }]), ctx.log, ctx.signal).catch(() => undefined);
+    const paymentsTopic = v['payments-ratio'] > 0 ? v['payments-topic'] : undefined;
+    const topics = [topic, ...(paymentsTopic ? [paymentsTopic] : [])].map((name) => ({ name, partitions: v.partitions }));
+    await retry('creating topics', () => ensureTopics(ctx.kafka, topics), ctx.log, ctx.signal).catch(() => undefined);
     if (ctx.signal.aborted) return;
     // With SCHEMA_REGISTRY_URL: the order schema registered as <topic>-value, every value in the Confluent wire format.
     // A schema the registry refuses (incompatible with the subject's versions) stops the generator before it sends.
@@ -92,6 +101,8 @@ export const ordersGenerator = defineTopology({
       },
     });
     let late = 0;
+    let payments = 0;
+    const paymentRand = prng(seed ^ 0x5eed);
     // Only with --report: the keys sent, valid and invalid, for a check by order_id (scripts/chaos.ts).
     const report = v.report === undefined ? undefined : { file: v.report, valid: [] as string[], invalid: [] as string[] };
     const invalidByKind: Record<string, number> = {};
@@ -117,6 +128,11 @@ export const ordersGenerator = defineTopology({
         // The whole batch in one call to the binding, its delivery reports counted there (not an event each).
         await producer.producePacked(topic, { values: batch.values, valueEnds: batch.valueEnds, keys: batch.keyBytes, keyEnds: batch.keyEnds });
         sent += batch.keys.length;
+        if (paymentsTopic) {
+          const p = paymentsOf(batch, { ratio: v['payments-ratio'], delayMs: v['payment-delay-ms'], rand: paymentRand, wireHeader: serializer.schemaId !== undefined });
+          if (p.count) await producer.producePacked(paymentsTopic, { values: p.values, valueEnds: p.valueEnds, keys: p.keyBytes, keyEnds: p.keyEnds });
+          payments += p.count;
+        }
         for (let i = 0; i < batch.keys.length; i++) {
           const invalid = invalidKindOf(batch.invalid[i]);
           if (report) (invalid ? report.invalid : report.valid).push(batch.keys[i]);
@@ -144,9 +160,10 @@ export const ordersGenerator = defineTopology({
     const kinds = Object.entries(invalidByKind).map(([k, n]) => `${k} ${n}`).join(', ');
     if (report) {
       // Written only when every record was acknowledged or failed for good (flush above), so the keys are what Kafka holds.
-      fs.writeFileSync(report.file, JSON.stringify({ topic, produced: producer.delivered, failed: producer.failed, valid: report.valid, invalid: report.invalid }));
+      fs.writeFileSync(report.file, JSON.stringify({ topic, produced: producer.delivered - payments, failed: producer.failed, valid: report.valid, invalid: report.invalid }));
     }
-    ctx.log(`produced ${producer.delivered} records to ${topic} (valid ${sent - invalid}, invalid ${invalid}${kinds ? `: ${kinds}` : ''}), late ${late}, seed ${seed}`);
+    const paid = paymentsTopic ? `, and ${payments} payments to ${paymentsTopic}` : '';
+    ctx.log(`produced ${producer.delivered - payments} records to ${topic} (valid ${sent - invalid}, invalid ${invalid}${kinds ? `: ${kinds}` : ''}), late ${late}, seed ${seed}${paid}`);
     if (producer.failed) throw new Error(`${producer.failed} records were not acknowledged by Kafka`);
   },
 });

@@ -1,5 +1,5 @@
 import {
-  describeMermaid, describeText, MAX_POLL_RECORDS, optimize, runPlan, tableName, topicName,
+  describeMermaid, describeText, MAX_POLL_RECORDS, optimize, runPlan, sinksOf, tableName, topicName,
   type OptionSpec, type PlanRef, type RunPlanSettings, type TopologyContext, type TopologyPlan, type ValuesOf,
 } from '../pipeline/index.ts';
 
@@ -14,6 +14,7 @@ export const consumerOptions = (defaults: { group: string; batch: number; lanes?
   { name: 'batch-wait-ms', type: 'int', min: 1, max: 600_000, default: 250, help: 'longest time a record waits for its flush' },
   { name: 'sink-connections', type: 'int', min: 1, max: 16, default: defaults.lanes ?? 1, help: 'flushes written at once, each on its own connection for a disjoint set of partitions (helps when Postgres, not this process, is the bottleneck)' },
   { name: 'stop-when-idle', type: 'number', min: 0, help: 'exit 0 once everything read is committed and nothing new came for this many seconds' },
+  { name: 'processing-guarantee', type: 'string', choices: ['exactly-once', 'at-least-once'], default: 'exactly-once', help: 'for a topology whose sinks are all Kafka topics: Kafka transactions (exactly-once), or produce then commit the offsets (at-least-once); Postgres sinks are always exactly once' },
 ] as const satisfies readonly OptionSpec[];
 
 /** What the common flags give, and the optional ones of some topologies. */
@@ -46,7 +47,15 @@ export function validateNames(v: ConsumerValues): void {
 /** --describe (text) or --describe=mermaid of a plan. */
 export function describePlan(plan: TopologyPlan, v: ConsumerValues & { describe: string | undefined }): string {
   const optimized = optimize(plan, { directJson: !v['generic-json'] });
-  return v.describe === 'mermaid' ? describeMermaid(optimized, dlqTopicOf(v)) : describeText(optimized, dlqTopicOf(v));
+  if (v.describe === 'mermaid') return describeMermaid(optimized, dlqTopicOf(v));
+  const guarantee = (p: TopologyPlan) => (!sinksOf(p).every((s) => s.kind === 'topic')
+    ? 'exactly-once (every Postgres sink in the transaction with the source offsets; a topic sink next to them at least once)'
+    : v['processing-guarantee'] === 'at-least-once' ? 'at-least-once (produced, then the offsets committed to the group)'
+      : 'exactly-once (a Kafka transaction per task: outputs, changelog, dead letters and offsets; read them with isolation.level=read_committed)');
+  const lines = plan.subtopologies
+    ? plan.subtopologies.map((sub, i) => `  processing guarantee of sub-topology ${i}: ${guarantee(sub)}`)
+    : [`  processing guarantee: ${guarantee(plan)}`];
+  return [describeText(optimized, dlqTopicOf(v)), ...lines].join('\n');
 }
 
 /** The common flags of a topology that consumes a topic into Postgres, read once into the runtime's settings. */
@@ -61,10 +70,16 @@ export function runSettings(v: ConsumerValues): RunPlanSettings {
     stageThreads: v['stage-threads'] ?? 0,
     directJson: !v['generic-json'],
     stopWhenIdleMs: v['stop-when-idle'] === undefined ? undefined : v['stop-when-idle'] * 1000,
+    processingGuarantee: v['processing-guarantee'],
   };
 }
 
 /** Runs a plan on the runtime with the common flags (see runPlan). */
 export function runWithFlags(name: string, plan: TopologyPlan, ctx: TopologyContext, v: ConsumerValues, planRef?: PlanRef): Promise<void> {
   return runPlan(name, plan, ctx, { ...runSettings(v), planRef });
+}
+
+/** The groups of a plan's inputs that must be co-partitioned (each sub-topology's, when it has several). */
+export function copartitionedInputs(plan: TopologyPlan): string[][] {
+  return (plan.subtopologies ?? [plan]).map((p) => p.inputs).filter((g) => g.length > 1);
 }

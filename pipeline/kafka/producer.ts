@@ -41,6 +41,9 @@ export class KafkaProducer {
     this.producer = new Kafka.Producer(clientConfig(conn, {
       'client.id': 'pipeline-producer',
       'enable.idempotence': true,
+      // The Java client's partitioner: a key goes to the partition Kafka Streams and Java producers put it in, so
+      // topics written here are co-partitioned with theirs (a join, a repartition topic).
+      partitioner: 'murmur2_random',
       'linger.ms': 20,
       'batch.num.messages': 10000,
       'batch.size': 1_000_000,
@@ -167,6 +170,34 @@ export class KafkaProducer {
       this.firstError = undefined;
       throw err;
     }
+  }
+
+  /** Transactions (with transactional.id set): fences an older producer of the same id, and aborts its open transaction. */
+  initTransactions(timeoutMs = 30_000): Promise<void> {
+    return this.call('initTransactions', (cb) => this.producer.initTransactions(timeoutMs, cb));
+  }
+
+  beginTransaction(): Promise<void> {
+    return this.call('beginTransaction', (cb) => this.producer.beginTransaction(cb));
+  }
+
+  /** The source offsets (each the next to read) committed with the transaction, for the consumer's group. */
+  sendOffsetsToTransaction(offsets: Kafka.TopicPartitionOffset[], consumer: Kafka.KafkaConsumer, timeoutMs = 30_000): Promise<void> {
+    return this.call('sendOffsetsToTransaction', (cb) => this.producer.sendOffsetsToTransaction(offsets, consumer, timeoutMs, cb));
+  }
+
+  commitTransaction(timeoutMs = 30_000): Promise<void> {
+    return this.call('commitTransaction', (cb) => this.producer.commitTransaction(timeoutMs, cb));
+  }
+
+  abortTransaction(timeoutMs = 30_000): Promise<void> {
+    return this.call('abortTransaction', (cb) => this.producer.abortTransaction(timeoutMs, cb));
+  }
+
+  private call(what: string, fn: (cb: (err: Kafka.LibrdKafkaError) => void) => void): Promise<void> {
+    return new Promise((resolve, reject) => fn((err) => (err
+      ? reject(new PipelineError('KAFKA_TRANSACTION', `${what}: ${err.message}`, { retriable: true, cause: err }))
+      : resolve())));
   }
 
   async disconnect(): Promise<void> {

@@ -34,6 +34,7 @@ export async function loadOffsets(db: Database, groupId: string, topic: string, 
 }
 
 export interface OffsetMove {
+  topic: string;
   partition: number;
   expected: number;
   next: number;
@@ -42,25 +43,26 @@ export interface OffsetMove {
 /**
  * Inside the flush transaction: moves every partition from expected to next, or throws FencedError naming the
  * partitions that another instance moved. Runs before the rows are written, so its row locks also serialise two
- * instances that race for the same partition.
+ * instances that race for the same partition. A flush of a task with several inputs moves a partition of each.
  */
-export async function advanceOffsets(t: pgPromise.IBaseProtocol<unknown>, groupId: string, topic: string, moves: OffsetMove[],
+export async function advanceOffsets(t: pgPromise.IBaseProtocol<unknown>, groupId: string, moves: OffsetMove[],
   options: { begin?: boolean } = {}): Promise<void> {
   if (!moves.length) {
     if (options.begin) await t.none('BEGIN');
     return;
   }
-  const values = moves.map((m) => pgp.as.format('($1::int, $2::bigint, $3::bigint)', [m.partition, m.expected, m.next])).join(',');
+  const values = moves.map((m) => pgp.as.format('($1::text, $2::int, $3::bigint, $4::bigint)', [m.topic, m.partition, m.expected, m.next])).join(',');
   const update = pgp.as.format(`UPDATE ${OFFSETS_TABLE} o SET next_offset = v.next, updated_at = now()
-    FROM (VALUES ${values}) AS v(partition, expected, next)
-    WHERE o.group_id = $1 AND o.topic = $2 AND o.partition = v.partition AND o.next_offset = v.expected
-    RETURNING o.partition`, [groupId, topic]);
+    FROM (VALUES ${values}) AS v(topic, partition, expected, next)
+    WHERE o.group_id = $1 AND o.topic = v.topic AND o.partition = v.partition AND o.next_offset = v.expected
+    RETURNING o.topic, o.partition`, [groupId]);
   // With begin, BEGIN goes in the same round trip: every round trip of a flush waits behind the event loop.
   const moved = options.begin
-    ? ((await t.multi(`BEGIN; ${update}`)) as { partition: number }[][])[1]
-    : await t.any<{ partition: number }>(update);
+    ? ((await t.multi(`BEGIN; ${update}`)) as { topic: string; partition: number }[][])[1]
+    : await t.any<{ topic: string; partition: number }>(update);
   if (moved.length !== moves.length) {
-    const ok = new Set(moved.map((r) => r.partition));
-    throw new FencedError(topic, moves.filter((m) => !ok.has(m.partition)).map((m) => m.partition));
+    const ok = new Set(moved.map((r) => `${r.topic}/${r.partition}`));
+    const fenced = moves.filter((m) => !ok.has(`${m.topic}/${m.partition}`));
+    throw new FencedError([...new Set(fenced.map((m) => m.topic))].join(', '), fenced.map((m) => m.partition));
   }
 }

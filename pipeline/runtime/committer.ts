@@ -16,6 +16,8 @@ export interface CommitResult {
   written: number;
   /** Rows the sinks rejected (each now a dead letter, committed with the rest). */
   rejected: DeadLetter[];
+  /** How long the commit itself took (COMMIT, or the Kafka transaction commits), when the committer measures it. */
+  commitSeconds?: number;
 }
 
 /**
@@ -27,30 +29,36 @@ export interface CommitResult {
 export interface Committer {
   /** Where the truth is kept, for log lines: 'Postgres'. */
   readonly kind: string;
+  /** The offsets are the consumer group's in Kafka (the source's own commits for lag tools would race them). */
+  readonly commitsToKafka?: boolean;
   /** Creates what commits need (tables, topics); called once, retried while it throws retriable errors. */
   setup(): Promise<void>;
   commit(plan: FlushPlan): Promise<CommitResult>;
-  /** The next offset the committer holds for each partition (-1: none yet). */
-  offsets(partitions: number[]): Promise<Map<number, number>>;
+  /** The next offset the committer holds for each partition of a topic (-1: none yet). */
+  offsets(partitions: number[], topic: string): Promise<Map<number, number>>;
   /** A state store's changelog of one partition, from the beginning. */
   changelog(store: string, partition: number): Promise<ChangelogEntry[]>;
   close(): Promise<void>;
 }
 
-export interface PostgresCommitterOptions {
-  db: Database;
+/** What every committer is given: the plan's sinks and stores, and where they go. */
+export interface CommitterOptions {
   kafka: KafkaConnection;
   applicationId: string;
   groupId: string;
-  /** The name the source's offsets are stored under. */
+  /** The first input (the name the source's offsets are stored under): its partition count is the number of tasks. */
   topic: string;
   sinks: readonly Sink[];
   /** The stores whose changelogs the flushes write. */
   stores: readonly string[];
-  /** The source's partition count when it is not a Kafka topic's (asked of Kafka otherwise). */
-  partitions?: () => Promise<number>;
   /** For what a sink's setup changed. */
   log?: (line: string) => void;
+}
+
+export interface PostgresCommitterOptions extends CommitterOptions {
+  db: Database;
+  /** The source's partition count when it is not a Kafka topic's (asked of Kafka otherwise). */
+  partitions?: () => Promise<number>;
 }
 
 /**
@@ -114,15 +122,15 @@ export class PostgresCommitter implements Committer {
       await producer.flush();
     }
     // (2) One transaction: fenced offsets, every table sink, dead letters.
-    return inFlushTransaction(o.db, o.groupId, o.topic, plan.offsets, plan.deadLetters, async (conn, rejected) => {
+    return inFlushTransaction(o.db, o.groupId, plan.offsets, plan.deadLetters, async (conn, rejected) => {
       let n = 0;
       for (const s of this.tableSinks) n += await s.write!(conn, plan.items.get(s.name) ?? [], plan, rejected);
       return n;
     });
   }
 
-  offsets(partitions: number[]): Promise<Map<number, number>> {
-    return loadOffsets(this.o.db, this.o.groupId, this.o.topic, partitions);
+  offsets(partitions: number[], topic: string): Promise<Map<number, number>> {
+    return loadOffsets(this.o.db, this.o.groupId, topic, partitions);
   }
 
   changelog(store: string, partition: number): Promise<ChangelogEntry[]> {

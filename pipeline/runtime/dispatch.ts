@@ -39,8 +39,8 @@ export class Dispatcher {
     };
     if (o.threads > 0) {
       if (!o.planRef) throw new Error('stage threads need a planRef to build the plan in each worker');
-      if (o.executor.stateful.length || this.targets.size !== o.executor.sinks.length) {
-        throw new Error('stage threads run plans without state stores whose sinks are all Postgres tables');
+      if (o.executor.stateful.length || o.executor.globalTables.size || this.targets.size !== o.executor.sinks.length) {
+        throw new Error('stage threads run plans without state stores or global tables whose sinks are all Postgres tables');
       }
       this.workers = new StageWorkers(o.threads, o.planRef, o.directJson);
     }

@@ -51,20 +51,21 @@ export interface FlushPlan {
 }
 
 /**
- * The flush of a lane's pending batch: its partitions' offsets from the ledger, and the state as of now (the next
- * batch is processed while this one is written, so the changelog is cut here).
+ * The flush of a lane's pending batch: its tasks' offsets from the ledger (a partition of each input), and the state
+ * as of now (the next batch is processed while this one is written, so the changelog is cut here).
  */
 export function prepareFlush(lane: number, lanes: number, pending: PendingBatch, ledger: PartitionLedger, stateful: readonly StatefulStage[],
   applicationId: string): FlushPlan {
   const offsets = ledger.prepare((p) => p % lanes === lane);
   const changelog: ChangelogCut[] = [];
   const closedThrough = new Map<number, number>();
+  const tasks = [...new Set(offsets.map((m) => m.partition))];
   for (const s of stateful) {
     const topic = changelogTopic(applicationId, s.storeName);
-    for (const m of offsets) {
-      const entries = s.cut(m.partition, m.next);
-      if (entries.length) changelog.push({ topic, partition: m.partition, entries });
-      closedThrough.set(m.partition, Math.min(closedThrough.get(m.partition) ?? Infinity, s.closedThrough(m.partition)));
+    for (const p of tasks) {
+      const entries = s.cut(p, ledger.preparedAt(p));
+      if (entries.length) changelog.push({ topic, partition: p, entries });
+      closedThrough.set(p, Math.min(closedThrough.get(p) ?? Infinity, s.closedThrough(p)));
     }
   }
   return { lane, offsets, items: pending.items, deadLetters: pending.deadLetters, changelog, closedThrough, records: pending.count };

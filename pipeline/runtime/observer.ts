@@ -41,6 +41,7 @@ export class TaskObserver {
 
   late(stage: string, records: number): void {
     this.metrics.lateRecords.inc({ topology: this.topology, stage }, records);
+    this.progress.late += records;
   }
 
   sourceError(topic: string, reason: SourceErrorReason): void {
@@ -61,21 +62,34 @@ export class TaskObserver {
     this.metrics.paused.set({ topology: this.topology }, paused ? 1 : 0);
   }
 
-  /** Times one flush's commit: call the result when it succeeded. */
-  flushTimer(): () => void {
+  /** Times one flush's commit: call the result when it succeeded; it returns the seconds. */
+  flushTimer(): () => number {
     return this.metrics.flushDuration.startTimer({ topology: this.topology, table: this.table });
   }
 
   /** A flush committed: rows, dead letters by reason, progress. Returns whether any dead letter was committed. */
-  flushed(plan: FlushPlan, result: CommitResult): boolean {
+  flushed(plan: FlushPlan, result: CommitResult, seconds: number): boolean {
     const { metrics, progress, topology } = this;
+    metrics.noteFlush({ at: Date.now(), topology, records: plan.records, rows: result.written, seconds });
     metrics.rowsWritten.inc({ topology, table: this.table }, result.written);
+    if (result.commitSeconds !== undefined) metrics.commitDuration.observe({ topology }, result.commitSeconds);
+    metrics.lastFlush.set({ topology }, Date.now() / 1000);
     const byReason = new Map<DeadLetterReason, number>();
     for (const d of plan.deadLetters.concat(result.rejected)) byReason.set(d.reason, (byReason.get(d.reason) ?? 0) + 1);
     for (const [reason, n] of byReason) metrics.invalid.inc({ topology, reason }, n);
     progress.total += plan.records;
     progress.invalid += plan.deadLetters.length + result.rejected.length;
     return byReason.size > 0;
+  }
+
+  /** The group assigned or revoked these partitions; `owned` is how many this task owns now. */
+  rebalanced(kind: 'assign' | 'revoke', partitions: readonly number[], owned: number): void {
+    const { metrics, topology } = this;
+    metrics.rebalances.inc({ topology, kind });
+    metrics.assignedPartitions.set({ topology, topic: this.topic }, owned);
+    // A revoked partition's lag is another process's now; and a retry counter that exists at 0 lets increase() see the first retry.
+    if (kind === 'revoke') for (const p of partitions) metrics.consumerLag.remove({ topic: this.topic, partition: String(p) });
+    else metrics.flushRetries.inc({ topology, table: this.table }, 0);
   }
 
   flushFailed(): void {

@@ -1,9 +1,11 @@
 /**
- * The progress line on stderr every few seconds while a topology runs: rate, total, invalid, lag.
+ * The progress line on stderr every few seconds while a topology runs: rate, total, invalid, late (when any), lag.
  */
 export class Progress {
   total = 0;
   invalid = 0;
+  /** Records dropped as late (their window had closed), shown once there are any. */
+  late = 0;
   lag: number | undefined;
   private lastTotal = 0;
   private lastAt = Date.now();
@@ -29,6 +31,7 @@ export class Progress {
     this.lastTotal = this.total;
     this.lastAt = now;
     const parts = [`${fmt(Math.round(rate))} ${this.unit}/s`, `total ${fmt(this.total)}`, `invalid ${fmt(this.invalid)}`];
+    if (this.late) parts.push(`late ${fmt(this.late)}`);
     if (this.lag !== undefined) parts.push(`lag ${fmt(this.lag)}`);
     return `[${this.name}] ${parts.join(' · ')}`;
   }

@@ -1,12 +1,14 @@
 import { optimize } from '../dsl/optimize.ts';
 import { sinksOf, storesOf, type TopologyPlan } from '../dsl/plan.ts';
-import { ensureTopics } from '../kafka/admin.ts';
+import { checkCoPartitioned, ensureTopics } from '../kafka/admin.ts';
+import { KafkaGlobalTables } from '../kafka/global-tables.ts';
 import { DeadLetterRelay } from '../postgres/dead-letters.ts';
 import { sinkOf } from '../sinks/index.ts';
 import { KafkaSource } from '../sources/kafka-source.ts';
 import type { SourceFactory } from '../sources/source.ts';
 import type { TopologyContext } from '../topology.ts';
-import { PostgresCommitter } from './committer.ts';
+import { PostgresCommitter, type Committer } from './committer.ts';
+import { KafkaCommitter } from './kafka-committer.ts';
 import { TaskObserver } from './observer.ts';
 import { Progress } from './progress.ts';
 import { Aborted, retry } from './retry.ts';
@@ -27,6 +29,12 @@ export interface RunPlanSettings {
   /** false: no record is read straight into its row (the direct-json-rows rewrite is not applied). */
   directJson: boolean;
   stopWhenIdleMs?: number;
+  /**
+   * exactly-once (the default): Postgres sinks commit with the source offsets in Postgres; a plan whose sinks are all
+   * Kafka topics commits with Kafka transactions (offsets in the group). at-least-once: such a plan produces, then
+   * commits the offsets to the group. Either way a topic sink of a plan that also writes Postgres is at least once.
+   */
+  processingGuarantee?: 'exactly-once' | 'at-least-once';
   /** The source, when it is not the plan's Kafka topic (a file), with its partition count. */
   source?: { create: SourceFactory; partitions: number };
   planRef?: PlanRef;
@@ -38,34 +46,48 @@ export interface RunPlanSettings {
  * function that built the plan, for stage workers to build their own.
  */
 export async function runPlan(name: string, plan: TopologyPlan, ctx: TopologyContext, s: RunPlanSettings): Promise<void> {
-  const topics = [...(s.source ? [] : [plan.topic]), s.dlqTopic].map((t) => ({ name: t, partitions: s.partitions }));
+  if (plan.subtopologies && plan.subtopologies.length > 1) return runSubtopologies(name, plan, plan.subtopologies, ctx, s);
+  const topics: { name: string; partitions: number; config?: Record<string, string> }[] = [...(s.source ? [] : plan.inputs), s.dlqTopic].map((t) => ({ name: t, partitions: s.partitions }));
+  for (const g of plan.globalTables ?? []) topics.push({ name: g.topic, partitions: s.partitions, config: { 'cleanup.policy': 'compact' } });
   try {
     await retry('creating topics', () => ensureTopics(ctx.kafka, topics), ctx.log, ctx.signal);
+    if (!s.source && plan.inputs.length > 1) await retry('reading the inputs\' partition counts', () => checkCoPartitioned(ctx.kafka, plan.inputs), ctx.log, ctx.signal);
   } catch (err) {
     if (err instanceof Aborted) return;
     throw err;
   }
-  const db = ctx.database();
   const sourcePartitions = s.source?.partitions;
   const sinks = sinksOf(plan).map((spec) => sinkOf(spec, { applicationId: plan.applicationId, sourceTopic: plan.topic, dlqTopic: s.dlqTopic }));
   const table = sinks.filter((k) => k.write).map((k) => k.label).join(',') || 'none';
+  let kafkaSource: KafkaSource | undefined;
+  const source: SourceFactory = s.source?.create ?? ((listener) => (kafkaSource = new KafkaSource(ctx.kafka, plan.inputs, s.groupId, listener)));
+  // Every sink a topic, read from Kafka: committed to Kafka, no database.
+  const kafkaOnly = !s.source && sinks.every((k) => k.produce && !k.write);
+  const db = kafkaOnly ? undefined : ctx.database();
+  const committer: Committer = db
+    ? new PostgresCommitter({
+      db, kafka: ctx.kafka, applicationId: plan.applicationId, groupId: s.groupId, topic: plan.topic, sinks, stores: storesOf(plan),
+      partitions: sourcePartitions === undefined ? undefined : async () => sourcePartitions, log: ctx.log,
+    })
+    : new KafkaCommitter({
+      kafka: ctx.kafka, applicationId: plan.applicationId, groupId: s.groupId, topic: plan.topic, sinks, stores: storesOf(plan), log: ctx.log,
+      consumer: () => kafkaSource!.groupConsumer, transactional: (s.processingGuarantee ?? 'exactly-once') === 'exactly-once',
+    });
   const task = new StreamTask({
     topology: name,
     plan: optimize(plan, { directJson: s.directJson }),
-    source: s.source?.create ?? ((listener) => new KafkaSource(ctx.kafka, plan.topic, s.groupId, listener)),
-    committer: new PostgresCommitter({
-      db, kafka: ctx.kafka, applicationId: plan.applicationId, groupId: s.groupId, topic: plan.topic, sinks, stores: storesOf(plan),
-      partitions: sourcePartitions === undefined ? undefined : async () => sourcePartitions, log: ctx.log,
-    }),
+    source,
+    committer,
     sinks,
     dlqTopic: s.dlqTopic,
-    deadLetters: new DeadLetterRelay(db, ctx.kafka, ctx.metrics, ctx.log),
+    deadLetters: db && new DeadLetterRelay(db, ctx.kafka, ctx.metrics, ctx.log),
     batch: s.batch,
     maxPollRecords: s.maxPollRecords,
     lanes: s.lanes,
     stageThreads: s.stageThreads,
     planRef: s.planRef,
     directJson: s.directJson,
+    globalTables: (tables) => new KafkaGlobalTables(ctx.kafka, tables, ctx.log, s.groupId),
     stopWhenIdleMs: s.stopWhenIdleMs,
     drain: ctx.drain,
     observer: new TaskObserver(ctx.metrics, new Progress(name, 'rec'), name, plan.topic, table),
@@ -79,4 +101,29 @@ export async function runPlan(name: string, plan: TopologyPlan, ctx: TopologyCon
   } finally {
     clearInterval(readiness);
   }
+}
+
+/**
+ * A plan with repartition topics: each sub-topology runs as tasks of its own, in this process, with a consumer group
+ * of its own (`<group>-<i>`) and its own committer. One that only writes topics (a repartition topic among them)
+ * commits with Kafka transactions, so a record goes through a repartition topic exactly once as well.
+ */
+async function runSubtopologies(name: string, plan: TopologyPlan, subs: TopologyPlan[], ctx: TopologyContext, s: RunPlanSettings): Promise<void> {
+  if (s.source) throw new Error(`${name}: a plan with repartition topics reads Kafka topics`);
+  const topics = [...plan.inputs, s.dlqTopic].map((t) => ({ name: t, partitions: s.partitions }));
+  try {
+    await retry('creating topics', () => ensureTopics(ctx.kafka, topics), ctx.log, ctx.signal);
+  } catch (err) {
+    if (err instanceof Aborted) return;
+    throw err;
+  }
+  // One sub-topology failing stops the others (a downstream one would wait for good for what the failed one writes).
+  const stop = new AbortController();
+  ctx.signal.addEventListener('abort', () => stop.abort(), { once: true });
+  const subCtx: TopologyContext = { ...ctx, signal: stop.signal };
+  const runs = subs.map((sub, i) => runPlan(`${name}[${i}]`, sub, subCtx, { ...s, groupId: `${s.groupId}-${i}`, planRef: undefined, stageThreads: 0 })
+    .catch((err: unknown) => { stop.abort(); throw err; }));
+  const results = await Promise.allSettled(runs);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
 }

@@ -1,6 +1,6 @@
 import { PlanExecutor } from '../dsl/executor.ts';
 import type { TopologyPlan } from '../dsl/plan.ts';
-import { errorMessage, PipelineError } from '../errors.ts';
+import { AccessError, errorMessage, PipelineError } from '../errors.ts';
 import { deadLetterOf } from '../records.ts';
 import type { Sink } from '../sinks/sink.ts';
 import { batchSize, recordOf, selectBatch, type PackedBatch } from '../sources/packed-batch.ts';
@@ -14,6 +14,9 @@ import { Aborted, retry, sleep, throttledLog } from './retry.ts';
 import type { PlanRef } from './stage-workers.ts';
 import { sourceErrorReason, UnreadablePartitions } from './unreadable.ts';
 import { registryGiveUpMs } from '../schema/registry.ts';
+import type { GlobalTableFeed } from '../kafka/global-tables.ts';
+import type { GlobalTable } from '../state/global-table.ts';
+import { TableCatchUp } from './table-catch-up.ts';
 
 /**
  * Records a poll takes at most by default (Kafka Streams' max.poll.records is 1,000): with packed reads a poll is
@@ -64,6 +67,8 @@ export interface StreamTaskOptions {
   stageThreads?: number;
   planRef?: PlanRef;
   directJson?: boolean;
+  /** What fills the plan's global tables (kafka/global-tables.ts), given them: read whole before any record is processed. */
+  globalTables?: (tables: ReadonlyMap<string, GlobalTable>) => GlobalTableFeed;
   stopWhenIdleMs?: number;
   /** Once aborted: read on to the high watermarks of that moment, then stop as at `signal` (TopologyContext.drain). */
   drain?: AbortSignal;
@@ -78,6 +83,14 @@ class Lane {
   inflight: Promise<FlushOutcome> | undefined;
   /** The flush in flight is still being written (its promise has not settled). */
   writing = false;
+}
+
+/** Where one input partition's drain ends: its watermarks when the drain began. */
+interface DrainBound {
+  p: number;
+  input: number;
+  low: number;
+  high: number;
 }
 
 type FlushOutcome = { ok: true } | { ok: false; error: unknown; partitions: number[] };
@@ -97,14 +110,18 @@ export class StreamTask {
   private readonly executor: PlanExecutor;
   private readonly dispatcher: Dispatcher;
   private readonly sinks: ReadonlyMap<string, Sink>;
-  private readonly ledger = new PartitionLedger();
+  private readonly ledger: PartitionLedger;
+  /** The topics read, the first being the source's topic (several: co-partitioned inputs of one task each). */
+  private readonly inputs: readonly string[];
   /** Scratch for take(): the indices of a poll's messages taken, by lane, and how many. */
   private readonly taken: Uint32Array[] = [];
   private readonly takenCount: number[] = [];
   private readonly lanes: Lane[];
-  /** Partitions held at a batch that could not be read: nothing at or after it is taken. */
-  private readonly unreadable = new UnreadablePartitions();
+  /** Partitions of each input held at a batch that could not be read: nothing at or after it is taken. */
+  private readonly unreadable: UnreadablePartitions[];
   private readonly unreadableLog: (line: string) => void;
+  /** Table inputs read to their end at assignment before stream records are taken. */
+  private readonly tables: TableCatchUp;
   private lastActivity = Date.now();
   private connectedAt = 0;
   private assignedOnce = false;
@@ -112,12 +129,13 @@ export class StreamTask {
   private behindChecks = 0;
   private leftBehind: string[] = [];
   /** Where each partition's draining ends (its watermarks when the drain began). */
-  private drainTo: Map<number, { low: number; high: number }> | undefined;
+  private drainTo: DrainBound[] | undefined;
   private connected = false;
+  private globalFeed: GlobalTableFeed | undefined;
 
   /** Connected, and no assigned partition is held at a batch it cannot read (/readyz). */
   get ready(): boolean {
-    return this.connected && this.unreadable.size === 0;
+    return this.connected && this.heldCount() === 0;
   }
 
   constructor(private readonly o: StreamTaskOptions) {
@@ -138,6 +156,11 @@ export class StreamTask {
       onAssign: (partitions) => this.onAssign(partitions),
       onRevoke: (partitions) => this.onRevoke(partitions),
     });
+    this.inputs = this.source.inputs ?? [this.source.topic];
+    this.ledger = new PartitionLedger(this.inputs);
+    this.unreadable = this.inputs.map(() => new UnreadablePartitions());
+    const tableInputs = new Set(o.plan.sources.flatMap((n, i) => (n.table ? [i] : [])));
+    this.tables = new TableCatchUp(tableInputs, this.inputs.length);
     this.source.onLag = (lag) => o.observer.lag(lag);
     const sourceLog = throttledLog(o.log);
     this.source.onError = (err) => sourceLog(`${this.source.kind}: ${errorMessage(err)}`);
@@ -150,12 +173,20 @@ export class StreamTask {
       try {
         await retry('preparing state and sinks', () => o.committer.setup(), o.log, o.signal);
         await retry(`connecting to ${this.source.kind === 'kafka' ? 'Kafka' : this.source.topic}`, () => this.source.connect(), o.log, o.signal);
+        if (this.executor.globalTables.size) {
+          if (!o.globalTables) throw new Error('the plan reads global tables, and nothing was given to fill them');
+          const feed = o.globalTables(this.executor.globalTables);
+          await retry('reading the global tables', () => feed.bootstrap(), o.log, o.signal);
+          this.globalFeed = feed;
+          feed.start();
+        }
       } catch (err) {
         if (err instanceof Aborted) return;
         throw err;
       }
       await this.loop();
     } finally {
+      await this.globalFeed?.stop();
       await o.committer.close();
       await this.dispatcher.close();
     }
@@ -175,7 +206,7 @@ export class StreamTask {
         let batch: PackedBatch | undefined;
         let errors: PartitionError[] = [];
         try {
-          if (this.unreadable.size) await this.retryUnreadable();
+          if (this.heldCount()) await this.retryUnreadable();
           const polled = await this.source.poll(this.pollSize());
           if (batchSize(polled.batch)) {
             batch = polled.batch;
@@ -188,6 +219,7 @@ export class StreamTask {
             errors = polled.errors;
           }
         } catch (err) {
+          if (err instanceof AccessError) throw err; // the broker refuses this principal: no poll will do better
           o.log(`poll: ${errorMessage(err)}`);
           await sleep(500, o.signal);
         }
@@ -195,6 +227,7 @@ export class StreamTask {
           this.lastActivity = Date.now();
           await this.accept(batch);
         }
+        if (this.tables.waiting().size) await this.releaseTables();
         if (errors.length) await this.onPartitionErrors(errors, !batch);
         if (!batch && this.lanes.every((l) => l.pending.count === 0)) {
           for (const lane of this.lanes) await this.settle(lane); // nothing to overlap the flushes in flight with
@@ -247,28 +280,38 @@ export class StreamTask {
    */
   private async onPartitionErrors(errors: PartitionError[], nothingRead: boolean): Promise<void> {
     const { o } = this;
-    const topic = this.source.topic;
     for (const e of errors) {
-      const next = e.topic === topic && e.partition >= 0 ? this.ledger.nextToTake(e.partition) : undefined;
-      const held = next === undefined ? undefined : this.unreadable.hold(e, next);
-      o.observer.sourceError(e.topic || topic, held?.reason ?? sourceErrorReason(e.code));
+      const input = this.inputs.indexOf(e.topic || this.source.topic);
+      const topic = this.inputs[input] ?? e.topic;
+      const next = input >= 0 && e.partition >= 0 ? this.ledger.nextToTake(e.partition, input) : undefined;
+      const held = next === undefined ? undefined : this.unreadable[input].hold(e, next);
+      o.observer.sourceError(topic, held?.reason ?? sourceErrorReason(e.code));
       if (!held) {
         this.unreadableLog(`${this.source.kind}: ${e.topic ? `${e.topic}[${e.partition}]: ` : ''}${e.message}`);
         continue;
       }
-      this.source.pause([e.partition]);
+      this.source.pause([e.partition], topic);
       this.unreadableLog(`cannot read ${topic}[${e.partition}] at offset ${held.offset} (${held.reason}): ${e.message}; `
-        + `nothing from there on is taken, trying again every ${this.unreadable.retryMs / 1000} s`);
+        + `nothing from there on is taken, trying again every ${this.unreadable[input].retryMs / 1000} s`);
     }
-    if (nothingRead && !this.unreadable.size) await sleep(500, o.signal);
+    if (nothingRead && !this.heldCount()) await sleep(500, o.signal);
+  }
+
+  /** Input partitions held at a batch they could not read. */
+  private heldCount(): number {
+    let n = 0;
+    for (const u of this.unreadable) n += u.size;
+    return n;
   }
 
   /** Seeks each held partition whose time has come back to its batch and resumes it, to read it again. */
   private async retryUnreadable(): Promise<void> {
-    for (const [p, u] of this.unreadable.due()) {
-      if (!this.ledger.owns(p)) continue;
-      await retry(`seeking ${this.source.topic}[${p}] to ${u.offset}`, () => this.source.seek(p, u.offset), this.o.log, this.o.signal);
-      this.source.resume([p]);
+    for (const [input, topic] of this.inputs.entries()) {
+      for (const [p, u] of this.unreadable[input].due()) {
+        if (!this.ledger.owns(p)) continue;
+        await retry(`seeking ${topic}[${p}] to ${u.offset}`, () => this.source.seek(p, u.offset, topic), this.o.log, this.o.signal);
+        this.source.resume([p], topic);
+      }
     }
   }
 
@@ -278,19 +321,23 @@ export class StreamTask {
    */
   private async drained(): Promise<boolean> {
     if (!this.drainTo) {
-      const to = new Map<number, { low: number; high: number }>();
+      const to: DrainBound[] = [];
       for (const p of this.ledger.partitions()) {
-        try {
-          to.set(p, await this.source.watermarks(p));
-        } catch { /* not known: the drain's bound stops it */ }
+        for (const [input, topic] of this.inputs.entries()) {
+          try {
+            to.push({ p, input, ...(await this.source.watermarks(p, topic)) });
+          } catch { /* not known: the drain's bound stops it */ }
+        }
       }
       this.drainTo = to;
-      this.o.log(`draining to offsets ${[...to].map(([p, w]) => `${p}:${w.high}`).join(', ') || '(no partitions)'}`);
+      const where = (b: DrainBound) => (this.inputs.length > 1 ? `${b.p}/${this.inputs[b.input]}` : `${b.p}`);
+      this.o.log(`draining to offsets ${to.map((b) => `${where(b)}:${b.high}`).join(', ') || '(no partitions)'}`);
     }
-    for (const [p, w] of this.drainTo) {
-      const next = this.ledger.nextToTake(p);
-      if (next === undefined || this.unreadable.get(p)) continue; // given up meanwhile, or held
-      if (Math.max(next, w.low) < w.high) return false;
+    for (const w of this.drainTo) {
+      const { p, input } = w;
+      const next = this.ledger.nextToTake(p, input);
+      if (next === undefined || this.unreadable[input].get(p)) continue; // given up meanwhile, or held
+      if (Math.max(next, w.low) < w.high && !this.onlyMarkersLeft(p, input, w.high, 'taken')) return false;
     }
     return true;
   }
@@ -302,29 +349,83 @@ export class StreamTask {
    */
   private async caughtUp(): Promise<boolean> {
     const behind: string[] = [];
+    const several = this.inputs.length > 1;
     for (const p of this.ledger.partitions()) {
-      const held = this.unreadable.get(p);
-      if (held) {
-        behind.push(`partition ${p} at offset ${held.offset} (${held.reason}: ${held.message})`);
-        continue;
+      for (const [input, topic] of this.inputs.entries()) {
+        const where = several ? `${topic} partition ${p}` : `partition ${p}`;
+        const held = this.unreadable[input].get(p);
+        if (held) {
+          behind.push(`${where} at offset ${held.offset} (${held.reason}: ${held.message})`);
+          continue;
+        }
+        let w: { low: number; high: number };
+        try {
+          w = await this.source.watermarks(p, topic);
+        } catch (err) {
+          behind.push(`${where}: its high watermark cannot be read (${errorMessage(err)})`);
+          continue;
+        }
+        const next = Math.max(this.ledger.position(p, input)?.committed ?? -1, w.low);
+        if (next < w.high && !this.onlyMarkersLeft(p, input, w.high)) behind.push(`${where} at offset ${next} of ${w.high}`);
       }
-      let w: { low: number; high: number };
-      try {
-        w = await this.source.watermarks(p);
-      } catch (err) {
-        behind.push(`partition ${p}: its high watermark cannot be read (${errorMessage(err)})`);
-        continue;
-      }
-      const next = Math.max(this.ledger.position(p)?.committed ?? -1, w.low);
-      if (next < w.high) behind.push(`partition ${p} at offset ${next} of ${w.high}`);
     }
     if (!behind.length) return true;
-    if (this.unreadable.size || ++this.behindChecks > 1) {
+    if (this.heldCount() || ++this.behindChecks > 1) {
       this.leftBehind = behind;
       return true;
     }
     this.lastActivity = Date.now(); // records may still be on their way: one more idle period
     return false;
+  }
+
+  /**
+   * Whether what is left of a partition below its high watermark are transaction markers only (a topic written with
+   * Kafka transactions ends in one): every record taken is committed (or, for a drain, taken), and the consumer's last
+   * poll, all of it taken, had read past the watermark.
+   */
+  private onlyMarkersLeft(partition: number, input: number, high: number, upTo: 'taken' | 'committed' = 'committed'): boolean {
+    const p = this.ledger.position(partition, input);
+    if (!p || (upTo === 'committed' && p.taken + 1 !== p.committed)) return false;
+    const at = this.source.readPosition?.(partition, this.inputs[input]);
+    return at !== undefined && at >= high;
+  }
+
+  /**
+   * The table inputs of the partitions must reach their ends (as the broker has them now) before stream records of
+   * those partitions are taken: from `next`, the first offset of each input the task will read.
+   */
+  private async readTablesFirst(partitions: number[], next: Map<number, number[]>): Promise<void> {
+    if (!this.tables.active) return;
+    const { o } = this;
+    this.tables.drop(partitions);
+    for (const p of partitions) {
+      for (const input of this.tables.tableInputs()) {
+        const topic = this.inputs[input];
+        const w = await retry(`reading the watermarks of ${topic}[${p}]`, () => this.source.watermarks(p, topic), o.log, o.signal);
+        this.tables.await(p, input, Math.max(next.get(p)?.[input] ?? -1, w.low), w.high);
+      }
+    }
+    const waiting = [...this.tables.waiting()].map(([p, t]) => [...t].map(([input, end]) => `${this.inputs[input]}[${p}] to ${end}`).join(', '));
+    if (waiting.length) o.log(`reading table ${waiting.join(', ')} before the stream records of those partitions`);
+  }
+
+  /** Resumes the stream inputs of each partition whose tables have been read to their ends, from their first offset not taken. */
+  private async releaseTables(): Promise<void> {
+    const { o } = this;
+    for (const [p, targets] of [...this.tables.waiting()]) {
+      for (const input of [...targets.keys()]) {
+        const topic = this.inputs[input];
+        const next = Math.max(this.ledger.nextToTake(p, input) ?? -1, this.source.readPosition?.(p, topic) ?? -1);
+        const paused = this.tables.reached(p, input, next);
+        if (!paused) continue;
+        for (const s of paused) {
+          const at = this.ledger.nextToTake(p, s);
+          if (at === undefined) continue;
+          await retry(`seeking ${this.inputs[s]}[${p}] to ${at}`, () => this.source.seek(p, at, this.inputs[s]), o.log, o.signal);
+          this.source.resume([p], this.inputs[s]);
+        }
+      }
+    }
   }
 
   /**
@@ -336,11 +437,13 @@ export class StreamTask {
     const { o } = this;
     await this.source.settled();
     const partitions = new Set(batch.partitions);
-    o.log(`a poll straddled a rebalance: reading partitions [${[...partitions].join(',')}] again from the first offset not taken`);
+    const input = this.inputs.indexOf(batch.topic);
+    if (input < 0) return;
+    o.log(`a poll straddled a rebalance: reading partitions [${[...partitions].join(',')}]${this.inputs.length > 1 ? ` of ${batch.topic}` : ''} again from the first offset not taken`);
     for (const p of partitions) {
-      const next = this.ledger.nextToTake(p);
+      const next = this.ledger.nextToTake(p, input);
       if (next === undefined) continue; // not ours (any more)
-      await retry(`seeking ${this.source.topic}[${p}] to ${next}`, () => this.source.seek(p, next), o.log, o.signal);
+      await retry(`seeking ${batch.topic}[${p}] to ${next}`, () => this.source.seek(p, next, batch.topic), o.log, o.signal);
     }
   }
 
@@ -358,14 +461,15 @@ export class StreamTask {
 
   private async accept(batch: PackedBatch): Promise<void> {
     const { o } = this;
-    if (batch.topic !== this.source.topic) return;
+    const input = this.inputs.indexOf(batch.topic);
+    if (input < 0) return;
     const n = batchSize(batch);
     if (this.dispatcher.preparesHere) {
       const raw = Array.from({ length: n }, (_, i) => recordOf(batch, i));
       await retry('preparing the batch', () => this.executor.prepare(raw), o.log, o.signal, { giveUpAfterMs: registryGiveUpMs() });
     }
     // Only now, after any wait, take what is still ours and new: a rebalance or a rewind may have come meanwhile.
-    const count = this.take(batch);
+    const count = this.take(batch, input);
     if (!count) return;
     o.observer.taken(count);
     for (let lane = 0; lane < this.lanes.length; lane++) {
@@ -387,7 +491,7 @@ export class StreamTask {
    * so the ledger is read and moved once a run: a per-message offset stored in a Map, or in a variable a closure
    * shares, was a new heap number each time.
    */
-  private take(batch: PackedBatch): number {
+  private take(batch: PackedBatch, input: number): number {
     const n = batchSize(batch);
     const lanes = this.lanes.length;
     for (let lane = 0; lane < lanes; lane++) {
@@ -398,10 +502,15 @@ export class StreamTask {
     for (let i = 0, j = 0; i < n; i = j) {
       const partition = batch.partitions[i];
       for (j = i + 1; j < n && batch.partitions[j] === partition; ) j++;
-      const position = this.ledger.position(partition);
+      const position = this.ledger.position(partition, input);
       if (position === undefined) continue; // not ours (any more)
+      if (this.tables.holds(partition, input)) {
+        if (this.tables.hold(partition, input)) this.source.pause([partition], this.inputs[input]);
+        continue; // its table is read first (releaseTables)
+      }
       let seen = position.taken;
-      const limit = this.unreadable.size ? this.unreadable.limit(partition) : Infinity;
+      const unreadable = this.unreadable[input];
+      const limit = unreadable.size ? unreadable.limit(partition) : Infinity;
       const lane = partition % lanes;
       const pending = this.lanes[lane].pending;
       const out = this.taken[lane];
@@ -452,10 +561,10 @@ export class StreamTask {
     } catch (error) {
       return { ok: false, error, partitions: plan.offsets.map((m) => m.partition) };
     }
-    end();
+    const seconds = end();
     this.ledger.committed(plan.offsets);
-    const deadLetters = o.observer.flushed(plan, result);
-    this.source.commitForMonitoring(plan.offsets.filter((m) => this.ledger.owns(m.partition)).map((m) => ({ partition: m.partition, offset: m.next })));
+    const deadLetters = o.observer.flushed(plan, result, seconds);
+    if (!o.committer.commitsToKafka) this.source.commitForMonitoring(plan.offsets.filter((m) => this.ledger.owns(m.partition)).map((m) => ({ topic: m.topic, partition: m.partition, offset: m.next })));
     if (deadLetters) o.deadLetters?.poke();
     return { ok: true };
   }
@@ -479,16 +588,32 @@ export class StreamTask {
     await this.dispatcher.drain();
     this.dropPending(partitions);
     // Read again from what the committer holds: a batch that could not be read is met again on the way.
-    this.source.resume(this.unreadable.release(owned));
+    for (const [input, topic] of this.inputs.entries()) this.source.resume(this.unreadable[input].release(owned), topic);
+    for (const p of owned) for (const input of this.tables.pausedOf(p)) this.source.resume([p], this.inputs[input]);
+    this.tables.drop(owned);
     if (!owned.length) return;
-    const stored = await retry(`reading offsets from ${o.committer.kind}`, () => o.committer.offsets(owned), o.log, o.signal);
+    const stored = await this.storedOffsets(owned);
     await this.restoreState(owned, stored);
     for (const p of owned) {
       if (!this.ledger.owns(p)) continue; // revoked meanwhile
-      const next = stored.get(p) ?? -1;
-      await retry(`seeking ${this.source.topic}[${p}] to ${next}`, () => this.source.seek(p, next), o.log, o.signal);
+      const next = stored.get(p)!;
+      for (const [input, topic] of this.inputs.entries()) {
+        await retry(`seeking ${topic}[${p}] to ${next[input]}`, () => this.source.seek(p, next[input], topic), o.log, o.signal);
+      }
       this.ledger.rewind(p, next);
     }
+    await this.readTablesFirst(owned.filter((p) => this.ledger.owns(p)), stored);
+  }
+
+  /** The next offset the committer holds of each input, by task partition. */
+  private async storedOffsets(partitions: number[]): Promise<Map<number, number[]>> {
+    const { o } = this;
+    const out = new Map<number, number[]>(partitions.map((p) => [p, []]));
+    for (const topic of this.inputs) {
+      const stored = await retry(`reading offsets from ${o.committer.kind}`, () => o.committer.offsets(partitions, topic), o.log, o.signal);
+      for (const p of partitions) out.get(p)!.push(stored.get(p) ?? -1);
+    }
+    return out;
   }
 
   private dropPending(partitions: number[]): void {
@@ -503,24 +628,28 @@ export class StreamTask {
   }
 
   /** State stores of the partitions as of the offsets the committer holds, from their changelogs. */
-  private async restoreState(partitions: number[], offsets: Map<number, number>): Promise<void> {
+  private async restoreState(partitions: number[], offsets: Map<number, number[]>): Promise<void> {
     const { o } = this;
     for (const s of this.executor.stateful) {
       for (const p of partitions) {
         const entries = await retry(`restoring ${s.storeName}[${p}]`, () => o.committer.changelog(s.storeName, p), o.log, o.signal);
-        s.restore(p, entries, offsets.get(p) ?? -1);
+        const at = offsets.get(p) ?? [-1];
+        s.restore(p, entries, at.length === 1 ? at[0] : at);
       }
     }
   }
 
-  private async onAssign(partitions: number[]): Promise<Map<number, number>> {
+  private async onAssign(partitions: number[]): Promise<Map<number, number[]>> {
     const { o } = this;
-    const stored = await retry(`reading offsets from ${o.committer.kind}`, () => o.committer.offsets(partitions), o.log, o.signal);
+    const stored = await this.storedOffsets(partitions);
     await this.restoreState(partitions, stored);
-    for (const p of partitions) this.ledger.assign(p, stored.get(p) ?? -1);
+    for (const p of partitions) this.ledger.assign(p, stored.get(p)!);
+    await this.readTablesFirst(partitions, stored);
+    o.observer.rebalanced('assign', partitions, this.ledger.partitions().length);
     this.lastActivity = Date.now();
     this.assignedOnce = true;
-    o.log(`assigned ${this.source.topic} partitions [${partitions.join(',')}] at offsets [${partitions.map((p) => stored.get(p)).join(',')}] (from ${o.committer.kind})`);
+    const at = (p: number) => stored.get(p)!.join('/');
+    o.log(`assigned ${this.inputs.join(' + ')} partitions [${partitions.join(',')}] at offsets [${partitions.map(at).join(',')}] (from ${o.committer.kind})`);
     return stored;
   }
 
@@ -530,10 +659,12 @@ export class StreamTask {
     for (const lane of this.lanes) if (lane.inflight) await lane.inflight;
     await this.dispatcher.drain();
     this.dropPending(partitions);
-    this.unreadable.release(partitions);
+    for (const u of this.unreadable) u.release(partitions);
+    this.tables.drop(partitions);
     for (const p of partitions) {
       this.ledger.revoke(p);
       for (const s of this.executor.stateful) s.drop(p);
     }
+    this.o.observer.rebalanced('revoke', partitions, this.ledger.partitions().length);
   }
 }

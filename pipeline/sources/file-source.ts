@@ -60,7 +60,7 @@ export class FileSource implements Source {
   async connect(): Promise<void> {
     if (this.o.loop) this.lines = await countLines(this.o.file);
     const start = await this.listener.onAssign([0]);
-    await this.seek(0, start.get(0) ?? -1);
+    await this.seek(0, start.get(0)?.[0] ?? -1);
     this.startedAt = Date.now();
   }
 

@@ -27,8 +27,11 @@ export interface Polled {
 
 /** How a source hands partitions to the runtime and takes them back (a consumer group's rebalance listener). */
 export interface PartitionListener {
-  /** Returns the offset to start each partition from (-1: from the beginning). */
-  onAssign(partitions: number[]): Promise<Map<number, number>>;
+  /**
+   * Returns the offsets to start each partition from (-1: from the beginning): one for each input of the source, in
+   * the order of its inputs (a source of one topic uses the first).
+   */
+  onAssign(partitions: number[]): Promise<Map<number, number[]>>;
   /** Called before the partitions are given up; finish or abandon their work here. */
   onRevoke(partitions: number[]): Promise<void>;
 }
@@ -40,22 +43,33 @@ export interface PartitionListener {
  * runtime's unit tests drive it with an in-memory one (testing/memory.ts).
  */
 export interface Source {
-  /** The name offsets are stored under (a topic, or file:<path>). */
+  /** The name offsets are stored under (a topic, or file:<path>); with several inputs, the first. */
   readonly topic: string;
+  /**
+   * Every topic read, the first being `topic`, when there are several: co-partitioned topics, whose partition p all
+   * go to the instance that is assigned partition p of the first (a task, as Kafka Streams has them). The methods
+   * below that take a topic act on that input; without one, on the first.
+   */
+  readonly inputs?: readonly string[];
   /** What it reads, for log lines: 'kafka', 'file'. */
   readonly kind: string;
   connect(): Promise<void>;
   /** Up to max records; an empty batch when none came within a short wait. */
   poll(max: number): Promise<Polled>;
-  seek(partition: number, offset: number): Promise<void>;
-  pause(partitions: number[]): void;
-  resume(partitions: number[]): void;
+  seek(partition: number, offset: number, topic?: string): Promise<void>;
+  pause(partitions: number[], topic?: string): void;
+  resume(partitions: number[], topic?: string): void;
   /** Resolves once no assignment change is being handled. */
   settled(): Promise<void>;
   /** The partition's first offset and the offset after its last record, as of now. */
-  watermarks(partition: number): Promise<{ low: number; high: number }>;
+  watermarks(partition: number, topic?: string): Promise<{ low: number; high: number }>;
+  /**
+   * Where the consumer reads next in the partition (past what it handed over, and past transaction markers, which are
+   * offsets but no messages), when the source knows.
+   */
+  readPosition?(partition: number, topic?: string): number | undefined;
   /** Progress for outside observers only (Kafka's committed offsets for lag tools); the committer holds the truth. */
-  commitForMonitoring(offsets: { partition: number; offset: number }[]): void;
+  commitForMonitoring(offsets: { topic?: string; partition: number; offset: number }[]): void;
   disconnect(): Promise<void>;
   /** A bounded source (a file without a loop) has given every record: the runtime commits them and stops. */
   finished?(): boolean;

@@ -1,5 +1,5 @@
 import type { FunctionStage } from '../errors.ts';
-import type { Stage, StreamRecord } from '../records.ts';
+import { keyText, type Stage, type StreamRecord } from '../records.ts';
 
 /**
  * The stateless operators of the DSL (KStreamFilter, KStreamMap, ... in Kafka Streams), each a small stage.
@@ -64,4 +64,19 @@ export const timestampStage = <V>(extract: (value: V, record: StreamRecord<V>) =
     if (!Number.isFinite(ts)) throw new Error('the timestamp extractor gave no valid time');
     r.timestamp = ts;
     out.push(r);
+  });
+
+/**
+ * A stream record joined with the current value of a global table (Kafka Streams' KStream#join(GlobalKTable)): the
+ * table key comes from the record, and joiner makes the result; with a left join a record whose key the table lacks
+ * is joined with null, with an inner join it is dropped.
+ */
+export const globalJoinStage = <K, V, T, O>(table: { get(key: string): T | undefined }, left: boolean,
+  keyOf: (key: K, value: V) => unknown, joiner: (value: V, row: T | null, key: K) => O): Stage<V, O> =>
+  each<V, O>('join', (r, out) => {
+    const k = keyOf(r.key as K, r.value);
+    const row = k === null || k === undefined ? undefined : table.get(keyText(k));
+    if (row === undefined && !left) return;
+    (r as unknown as StreamRecord<O>).value = joiner(r.value, row ?? null, r.key as K);
+    out.push(r as unknown as StreamRecord<O>);
   });

@@ -1,5 +1,6 @@
 import type { Stage, StageContext, StatefulStage, StreamRecord, Windowed } from '../records.ts';
-import { StateStore, type ChangelogEntry } from '../state/store.ts';
+import { StateStore, type ChangelogEntry, type StorePosition } from '../state/store.ts';
+import { upstreamOf } from './stream-join.ts';
 import { windowStarts, type SessionWindows, type TimeWindows } from '../windows/windows.ts';
 
 export type EmitMode = 'final' | 'update';
@@ -11,13 +12,18 @@ export interface AggregateFns<K, V, A> {
   merge?: (a: A, b: A, key: K) => A;
 }
 
-// Not JSON, so it can never equal a window key (those are JSON arrays).
+// Not JSON, so they can never equal a window key (those are JSON arrays).
 const STREAM_TIME = '#stream-time';
+const UPSTREAMS = '#upstreams';
+/** Stream time of one upstream partition (records through a repartition topic); the first one's is STREAM_TIME. */
+const streamTimeKey = (upstream: number) => (upstream === 0 ? STREAM_TIME : `${STREAM_TIME}-${upstream}`);
 
 /**
  * Per-partition window state and stream time, shared by the time-window and session-window stages. Stream time is
  * the highest event time seen in the partition (the record timestamp, set by the timestamp extractor) and is kept
- * in the store, so it is restored with it.
+ * in the store, so it is restored with it. Records that came through a repartition topic keep a stream time per
+ * upstream partition: one is late only behind its own, and windows close at the lowest of them, so a replay that
+ * reads one upstream partition ahead of another drops nothing that a live run keeps.
  */
 abstract class WindowStage<K, V, A> implements Stage<V, A>, StatefulStage {
   readonly stateful = this;
@@ -35,19 +41,24 @@ abstract class WindowStage<K, V, A> implements Stage<V, A>, StatefulStage {
     return s;
   }
 
+  /** The partition's stream time: the lowest of its upstream partitions' (-Infinity until each has a record). */
   streamTime(partition: number): number {
-    return (this.stores.get(partition)?.get(STREAM_TIME) as number | undefined) ?? -Infinity;
+    const store = this.stores.get(partition);
+    const n = (store?.get(UPSTREAMS) as number | undefined) ?? 1;
+    let low = Infinity;
+    for (let u = 0; u < n; u++) low = Math.min(low, (store?.get(streamTimeKey(u)) as number | undefined) ?? -Infinity);
+    return low;
   }
 
   closedThrough(partition: number): number {
     return this.streamTime(partition) - this.graceMs;
   }
 
-  cut(partition: number, nextOffset: number) {
-    return this.stores.get(partition)?.cut(nextOffset) ?? [];
+  cut(partition: number, at: StorePosition) {
+    return this.stores.get(partition)?.cut(at) ?? [];
   }
 
-  restore(partition: number, entries: ChangelogEntry[], committedOffset: number): void {
+  restore(partition: number, entries: ChangelogEntry[], committedOffset: StorePosition): void {
     this.store(partition).restore(entries, committedOffset);
     this.restored(partition);
   }
@@ -65,8 +76,11 @@ abstract class WindowStage<K, V, A> implements Stage<V, A>, StatefulStage {
     for (const r of batch) {
       const store = this.store(r.partition);
       const ts = r.timestamp ?? 0;
-      const streamTime = Math.max(this.streamTime(r.partition), ts);
-      if (streamTime !== this.streamTime(r.partition)) store.put(STREAM_TIME, streamTime);
+      const [upstream, upstreams] = upstreamOf(r);
+      if (upstreams !== 1 && store.get(UPSTREAMS) !== upstreams) store.put(UPSTREAMS, upstreams);
+      const own = (store.get(streamTimeKey(upstream)) as number | undefined) ?? -Infinity;
+      const streamTime = Math.max(own, ts);
+      if (streamTime !== own) store.put(streamTimeKey(upstream), streamTime);
       this.add(r, ts, streamTime, store, ctx, out);
       touched.set(r.partition, r);
     }
@@ -108,7 +122,7 @@ export class TimeWindowAggregate<K, V, A> extends WindowStage<K, V, A> {
     const closed = this.closedThrough(partition);
     const done: { key: Windowed<K>; agg: A; storeKey: string }[] = [];
     for (const [storeKey, agg] of store.entries()) {
-      if (storeKey === STREAM_TIME) continue;
+      if (storeKey.startsWith('#')) continue;
       const [key, start] = JSON.parse(storeKey) as [K, number];
       if (start + this.windows.sizeMs <= closed) done.push({ key: { key, start, end: start + this.windows.sizeMs }, agg: agg as A, storeKey });
     }
@@ -178,7 +192,7 @@ export class SessionWindowAggregate<K, V, A> extends WindowStage<K, V, A> {
     const closed = this.closedThrough(partition);
     const done: [string, K, Session<A>][] = [];
     for (const [storeKey, s] of store.entries()) {
-      if (storeKey === STREAM_TIME) continue;
+      if (storeKey.startsWith('#')) continue;
       const session = s as Session<A>;
       if (session.end <= closed) done.push([storeKey, (JSON.parse(storeKey) as [K, number])[0], session]);
     }

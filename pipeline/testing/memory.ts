@@ -65,7 +65,7 @@ export class MemorySource implements Source {
   assign(partitions: number[]): Promise<void> {
     this.rebalancing = this.rebalancing.then(async () => {
       const start = await this.listener.onAssign(partitions);
-      for (const p of partitions) this.positions.set(p, Math.max(0, start.get(p) ?? 0));
+      for (const p of partitions) this.positions.set(p, Math.max(0, start.get(p)?.[0] ?? 0));
       this.assigned = [...new Set([...this.assigned, ...partitions])].sort((a, b) => a - b);
     });
     return this.rebalancing;
@@ -138,7 +138,8 @@ export class MemorySource implements Source {
  */
 export class MemoryCommitter implements Committer {
   readonly kind = 'memory';
-  readonly stored = new Map<number, number>();
+  /** The next offset held for each partition, by topic. */
+  readonly storedByTopic = new Map<string, Map<number, number>>();
   /** Every record committed to each sink, in commit order, by sink name. */
   readonly committed = new Map<string, StreamRecord[]>();
   readonly deadLetters: DeadLetter[] = [];
@@ -152,6 +153,18 @@ export class MemoryCommitter implements Committer {
   private entered: (() => void) | undefined;
 
   async setup(): Promise<void> {}
+
+  /** The offsets held of the one topic committed so far (storedOf(topic) when there are several). */
+  get stored(): Map<number, number> {
+    if (this.storedByTopic.size > 1) throw new Error(`offsets of ${[...this.storedByTopic.keys()].join(', ')} are held: ask storedOf(topic)`);
+    return this.storedByTopic.values().next().value ?? new Map<number, number>();
+  }
+
+  storedOf(topic: string): Map<number, number> {
+    let m = this.storedByTopic.get(topic);
+    if (!m) this.storedByTopic.set(topic, (m = new Map()));
+    return m;
+  }
 
   /** Holds every commit until release(); resolves once a commit is waiting. */
   hold(): Promise<void> {
@@ -180,7 +193,7 @@ export class MemoryCommitter implements Committer {
    * changelog and the Postgres transaction.
    */
   apply(plan: FlushPlan, o: { crashAfterChangelog?: boolean } = {}): CommitResult {
-    const fenced = plan.offsets.filter((m) => (this.stored.get(m.partition) ?? -1) !== m.expected).map((m) => m.partition);
+    const fenced = plan.offsets.filter((m) => (this.storedOf(m.topic).get(m.partition) ?? -1) !== m.expected).map((m) => m.partition);
     if (fenced.length) throw new FencedError(this.kind, fenced);
     for (const c of plan.changelog) {
       const key = `${c.topic}/${c.partition}`;
@@ -202,13 +215,14 @@ export class MemoryCommitter implements Committer {
       }
     }
     this.deadLetters.push(...plan.deadLetters);
-    for (const m of plan.offsets) this.stored.set(m.partition, m.next);
+    for (const m of plan.offsets) this.storedOf(m.topic).set(m.partition, m.next);
     this.plans.push(plan);
     return { written, rejected: [] };
   }
 
-  async offsets(partitions: number[]): Promise<Map<number, number>> {
-    return new Map(partitions.map((p) => [p, this.stored.get(p) ?? -1]));
+  async offsets(partitions: number[], topic: string): Promise<Map<number, number>> {
+    const stored = this.storedOf(topic);
+    return new Map(partitions.map((p) => [p, stored.get(p) ?? -1]));
   }
 
   async changelog(store: string, partition: number): Promise<ChangelogEntry[]> {

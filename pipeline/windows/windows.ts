@@ -69,3 +69,30 @@ export function describeWindows(w: Windows): string {
   if (w.kind === 'tumbling') return `tumbling windows (${s(w.sizeMs)}, grace ${s(w.graceMs)})`;
   return `hopping windows (${s(w.sizeMs)} every ${s(w.advanceMs)}, grace ${s(w.graceMs)})`;
 }
+
+/**
+ * A stream-stream join's window, as Kafka Streams' JoinWindows: a record of the left stream at t joins the right
+ * stream's records of the same key from t - beforeMs to t + afterMs (both ends included). grace is how late (behind
+ * its own partition's stream time) a record may come and still join.
+ */
+export interface JoinWindows {
+  beforeMs: number;
+  afterMs: number;
+  graceMs: number;
+}
+
+export const JoinWindows = {
+  /** Records of the two streams join when their times differ by at most differenceMs. */
+  ofTimeDifferenceAndGrace(differenceMs: number, graceMs: number): JoinWindows {
+    if (!Number.isInteger(differenceMs) || differenceMs < 0) throw new RangeError(`the time difference must be zero or more milliseconds, got ${differenceMs}`);
+    return { beforeMs: differenceMs, afterMs: differenceMs, graceMs: grace(graceMs) };
+  },
+  ofTimeDifferenceWithNoGrace(differenceMs: number): JoinWindows {
+    return JoinWindows.ofTimeDifferenceAndGrace(differenceMs, 0);
+  },
+};
+
+export function describeJoinWindows(w: JoinWindows): string {
+  const s = (ms: number) => (ms % 60_000 === 0 && ms ? `${ms / 60_000}m` : ms % 1000 === 0 && ms ? `${ms / 1000}s` : `${ms}ms`);
+  return w.beforeMs === w.afterMs ? `within ${s(w.beforeMs)}, grace ${s(w.graceMs)}` : `from ${s(w.beforeMs)} before to ${s(w.afterMs)} after, grace ${s(w.graceMs)}`;
+}
