@@ -9,10 +9,15 @@ import { topologies } from '../../topologies/index.ts';
 import { fromEnv, GLOBAL_OPTIONS as GLOBAL, helpText, parseArgs, userPath, type OptionSpec, type OptionValues, type ParsedArgs } from '../config/options.ts';
 import { ConfigError, EnvironmentError, errorMessage } from '../errors.ts';
 import Kafka from 'node-rdkafka';
-import { checkKafkaConfig, kafkaConnection } from '../kafka/client-config.ts';
+import { checkKafkaConfig, kafkaConnection, type KafkaConnection } from '../kafka/client-config.ts';
+import { partitionCounts, refuseNotCoPartitioned } from '../kafka/admin.ts';
+import { portOpen } from '../local/process.ts';
 import { checkFeatures } from '../kafka/features.ts';
-import { ensureInfrastructure } from '../local/index.ts';
+import { checkKafkaAccess } from '../kafka/access.ts';
+import { Aborted, retry } from '../runtime/retry.ts';
+import { ensureInfrastructure, localKafkaBrokers } from '../local/index.ts';
 import { PipelineMetrics, serveMetrics } from '../metrics/registry.ts';
+import { statusSnapshot, type StatusSource } from '../metrics/status-page.ts';
 import { closeDatabases, database, redactUrl } from '../postgres/db.ts';
 import type { Topology } from '../topology.ts';
 
@@ -106,6 +111,7 @@ async function main(argv: string[]): Promise<number> {
   for (const t of selected) t.validate?.(valuesOf.get(t)!);
   if (args.values.describe) {
     process.stdout.write(`${selected.map((t) => t.describe(valuesOf.get(t)!)).join('\n\n')}\n`);
+    await describeCoPartitioning(selected, valuesOf, kafka);
     return 0;
   }
   const kafkaUsers = selected.filter((t) => t.uses.kafka).map((t) => t.name);
@@ -119,11 +125,33 @@ async function main(argv: string[]): Promise<number> {
 
   const metrics = PipelineMetrics.create();
   const ready = new Map(selected.map((t) => [t.name, false]));
+  for (const t of selected) metrics.ready.set({ topology: t.name }, 0);
   if (metricsPort > 0) {
     try {
-      await serveMetrics(metrics.registry, metricsPort, () => [...ready.values()].every(Boolean), metricsHost);
+      const source: StatusSource = { topologies: selected.map((t) => ({ name: t.name, mermaid: mermaidOf(t, valuesOf.get(t)!) })), ready: () => Object.fromEntries(ready) };
+      await serveMetrics(metrics.registry, metricsPort, () => [...ready.values()].every(Boolean), metricsHost, () => statusSnapshot(metrics, source));
     } catch (err) {
       throw new ConfigError(`metrics server cannot listen on ${metricsHost}:${metricsPort}: ${errorMessage(err)} (set METRICS_PORT, 0 = off)`);
+    }
+  }
+
+  // A broker that refuses these credentials or this protocol stops the process here, with one line (exit 2); one
+  // that is not up yet is waited for. A signal meanwhile ends it: nothing has been read yet.
+  if (kafkaUsers.length) {
+    const waiting = new AbortController();
+    const onEarlySignal = () => waiting.abort();
+    process.once('SIGINT', onEarlySignal);
+    process.once('SIGTERM', onEarlySignal);
+    try {
+      await retry('connecting to Kafka', () => checkKafkaAccess(kafka), log, waiting.signal);
+      // A signal while the last check was still running is not lost: the check succeeding does not start anything.
+      if (waiting.signal.aborted) return 0;
+    } catch (err) {
+      if (err instanceof Aborted) return 0;
+      throw err;
+    } finally {
+      process.off('SIGINT', onEarlySignal);
+      process.off('SIGTERM', onEarlySignal);
     }
   }
 
@@ -137,7 +165,10 @@ async function main(argv: string[]): Promise<number> {
     log: (line) => log(`[${t.name}] ${line}`),
     signal: stops.get(t)!.stop.signal,
     drain: stops.get(t)!.drain.signal,
-    setReady: (r) => ready.set(t.name, r),
+    setReady: (r) => {
+      ready.set(t.name, r);
+      metrics.ready.set({ topology: t.name }, r ? 1 : 0);
+    },
   }, valuesOf.get(t)!)]));
   let signals = 0;
   const onSignal = (sig: string) => {
@@ -201,3 +232,33 @@ main(process.argv.slice(2)).then(
     process.exit(config ? 2 : 1);
   },
 );
+
+/**
+ * A topology's graph for the status page: its `--describe=mermaid` flowchart, or for one without a plan (a generator)
+ * what it reads and writes around its name.
+ */
+function mermaidOf(t: Topology, values: OptionValues): string {
+  const described = t.describe({ ...values, describe: 'mermaid' });
+  if (described.startsWith('flowchart')) return described;
+  const { reads, writes } = t.topics(values);
+  const q = (s: string) => s.replace(/"/g, '#quot;');
+  return ['flowchart LR', `  t["${q(t.name)}"]`, ...reads.map((r, i) => `  r${i}[/"topic ${q(r)}"/] --> t`), ...writes.map((w, i) => `  t --> w${i}[/"topic ${q(w)}"/]`)].join('\n');
+}
+
+/**
+ * --describe of a topology whose inputs must be co-partitioned: when a broker is up (KAFKA_BROKERS, or the embedded
+ * default's port), the topics that exist are checked as the startup check would, and a mismatch is refused with its
+ * line (exit 2); when none is, a line says the check waits for the start.
+ */
+async function describeCoPartitioning(selected: Topology[], valuesOf: Map<Topology, OptionValues>, kafka: KafkaConnection): Promise<void> {
+  const groups = selected.flatMap((t) => t.copartitioned?.(valuesOf.get(t)!) ?? []).filter((g) => g.length > 1);
+  if (!groups.length) return;
+  const brokers = process.env.KAFKA_BROKERS ?? localKafkaBrokers();
+  const [host, port] = brokers.split(',')[0].split(':');
+  if (!(await portOpen(Number(port), host, 1000))) {
+    process.stdout.write(`co-partitioning of ${groups.map((g) => g.join(' + ')).join('; ')}: not checked now (no broker at ${brokers}), checked at start\n`);
+    return;
+  }
+  for (const g of groups) refuseNotCoPartitioned(g, await partitionCounts({ ...kafka, brokers }, g, 5_000));
+  process.stdout.write(`co-partitioning of ${groups.map((g) => g.join(' + ')).join('; ')}: checked on ${brokers} (topics that do not exist yet are created with the same count)\n`);
+}

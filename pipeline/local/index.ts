@@ -1,8 +1,8 @@
-import { kafkaStatus, startKafka, stopKafka } from './kafka.ts';
+import { clusterStatus, kafkaStatus, killClusterNode, localClusterBrokers, startCluster, startClusterNode, startKafka, stopCluster, stopKafka } from './kafka.ts';
 import { localDatabaseUrl, localKafkaBrokers } from './paths.ts';
 import { postgresStatus, startPostgres, stopPostgres } from './postgres.ts';
 
-export { kafkaStatus, startKafka, stopKafka, postgresStatus, startPostgres, stopPostgres, localDatabaseUrl, localKafkaBrokers };
+export { clusterStatus, kafkaStatus, killClusterNode, localClusterBrokers, startCluster, startClusterNode, startKafka, stopCluster, stopKafka, postgresStatus, startPostgres, stopPostgres, localDatabaseUrl, localKafkaBrokers };
 
 export interface Endpoints {
   kafkaBrokers: string;

@@ -8,6 +8,10 @@ export const localRoot = process.env.PIPELINE_LOCAL_DIR ?? path.join(projectRoot
 export const KAFKA_VERSION = '4.1.1';
 export const LOCAL_KAFKA_PORT = Number(process.env.LOCAL_KAFKA_PORT ?? 19092);
 export const LOCAL_KAFKA_CONTROLLER_PORT = LOCAL_KAFKA_PORT + 1;
+export const LOCAL_KAFKA_CLUSTER_PORT = Number(process.env.LOCAL_KAFKA_CLUSTER_PORT ?? 19192);
+export const LOCAL_KAFKA_SECURE_PORT = Number(process.env.LOCAL_KAFKA_SECURE_PORT ?? 19392);
+export const LOCAL_KAFKA_SECURE_CLUSTER_PORT = Number(process.env.LOCAL_KAFKA_SECURE_CLUSTER_PORT ?? 19492);
+export const LOCAL_POSTGRES_SECURE_PORT = Number(process.env.LOCAL_POSTGRES_SECURE_PORT ?? 15532);
 export const LOCAL_POSTGRES_PORT = Number(process.env.LOCAL_POSTGRES_PORT ?? 15432);
 export const LOCAL_POSTGRES_PASSWORD = 'pipeline';
 

@@ -10,7 +10,6 @@ import { portOpen, waitFor } from './process.ts';
  * reused by later commands), so initdb goes through the package and the server through its pg_ctl.
  */
 const dir = path.join(localRoot, 'postgres');
-const dataDir = path.join(dir, 'data');
 export const postgresLogFile = path.join(dir, 'postgres.log');
 
 /**
@@ -41,19 +40,37 @@ function runAs(): { uid?: number; gid?: number } {
   return { uid: Number(res.stdout.trim()), gid: Number(gid.stdout.trim()) };
 }
 
-export async function postgresStatus(): Promise<{ running: boolean; port: number }> {
-  return { running: await portOpen(LOCAL_POSTGRES_PORT), port: LOCAL_POSTGRES_PORT };
+/** One embedded PostgreSQL server: the default, or the secured one of `start --secure` (TLS, a role of its own). */
+export interface PostgresInstance {
+  name: string;
+  dir: string;
+  port: number;
+  /** Extra server settings (`-c` pairs), and a pg_hba.conf of its own written before each start. */
+  settings?: string[];
+  hba?: string;
+  /** Files to copy into the data directory before each start (the server's key must be owned by its user). */
+  files?: Record<string, string>;
 }
 
-export async function startPostgres(log: (line: string) => void): Promise<void> {
-  if ((await postgresStatus()).running) return;
-  fs.mkdirSync(dir, { recursive: true });
+export const defaultPostgres: PostgresInstance = { name: 'PostgreSQL', dir, port: LOCAL_POSTGRES_PORT };
+const dataDirOf = (pg: PostgresInstance) => path.join(pg.dir, 'data');
+export const postgresLogOf = (pg: PostgresInstance) => path.join(pg.dir, 'postgres.log');
+
+export async function postgresStatus(pg = defaultPostgres): Promise<{ running: boolean; port: number }> {
+  return { running: await portOpen(pg.port), port: pg.port };
+}
+
+export async function startPostgres(log: (line: string) => void, pg = defaultPostgres): Promise<void> {
+  if ((await postgresStatus(pg)).running) return;
+  const dataDir = dataDirOf(pg);
+  const logFile = postgresLogOf(pg);
+  fs.mkdirSync(pg.dir, { recursive: true });
   if (!fs.existsSync(path.join(dataDir, 'PG_VERSION'))) {
-    log(`initialising embedded PostgreSQL in ${dataDir}`);
+    log(`initialising embedded ${pg.name} in ${dataDir}`);
     const EmbeddedPostgres = await importWithoutExitHooks();
-    const pg = new EmbeddedPostgres({
+    const server = new EmbeddedPostgres({
       databaseDir: dataDir,
-      port: LOCAL_POSTGRES_PORT,
+      port: pg.port,
       user: 'postgres',
       password: LOCAL_POSTGRES_PASSWORD,
       authMethod: 'scram-sha-256',
@@ -63,31 +80,38 @@ export async function startPostgres(log: (line: string) => void): Promise<void> 
       onLog: () => {},
       onError: (e) => log(String(e)),
     });
-    await pg.initialise();
+    await server.initialise();
   }
   const ids = runAs();
-  if (ids.uid !== undefined) {
-    fs.chownSync(dir, ids.uid, ids.gid!);
-    fs.chownSync(dataDir, ids.uid, ids.gid!);
-    if (fs.existsSync(postgresLogFile)) fs.chownSync(postgresLogFile, ids.uid, ids.gid!);
+  for (const [name, from] of Object.entries(pg.files ?? {})) {
+    const to = path.join(dataDir, name);
+    fs.copyFileSync(from, to);
+    fs.chmodSync(to, 0o600);
   }
-  log(`starting embedded PostgreSQL on 127.0.0.1:${LOCAL_POSTGRES_PORT}`);
+  if (pg.hba) fs.writeFileSync(path.join(dataDir, 'pg_hba.conf'), pg.hba, { mode: 0o600 });
+  if (ids.uid !== undefined) {
+    for (const f of [pg.dir, dataDir, ...Object.keys(pg.files ?? {}).map((n) => path.join(dataDir, n)), ...(pg.hba ? [path.join(dataDir, 'pg_hba.conf')] : [])]) fs.chownSync(f, ids.uid, ids.gid!);
+    if (fs.existsSync(logFile)) fs.chownSync(logFile, ids.uid, ids.gid!);
+  }
+  log(`starting embedded ${pg.name} on 127.0.0.1:${pg.port}`);
   const { pgCtl } = await binaries();
   // Settings for a development database that takes bulk COPY: no fsync-per-commit wait, more WAL between checkpoints.
   const options = [
-    `-p ${LOCAL_POSTGRES_PORT}`, '-c listen_addresses=127.0.0.1', `-c unix_socket_directories=${dataDir}`,
+    `-p ${pg.port}`, '-c listen_addresses=127.0.0.1', `-c unix_socket_directories=${dataDir}`,
     '-c max_connections=200', '-c shared_buffers=256MB', '-c max_wal_size=2GB',
     '-c max_prepared_transactions=0',
+    ...(pg.settings ?? []).map((kv) => `-c ${kv}`),
   ].join(' ');
-  const res = spawnSync(pgCtl, ['-D', dataDir, '-l', postgresLogFile, '-o', options, '-w', '-t', '60', 'start'], {
-    ...ids, encoding: 'utf8', cwd: dir,
+  const res = spawnSync(pgCtl, ['-D', dataDir, '-l', logFile, '-o', options, '-w', '-t', '60', 'start'], {
+    ...ids, encoding: 'utf8', cwd: pg.dir,
   });
-  if (res.status !== 0) throw new Error(`PostgreSQL did not start: ${res.stdout}${res.stderr}`);
-  await waitFor('PostgreSQL', () => portOpen(LOCAL_POSTGRES_PORT), 60_000, postgresLogFile);
+  if (res.status !== 0) throw new Error(`${pg.name} did not start: ${res.stdout}${res.stderr}`);
+  await waitFor(pg.name, () => portOpen(pg.port), 60_000, logFile);
 }
 
-export async function stopPostgres(mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
+export async function stopPostgres(mode: 'fast' | 'immediate' = 'fast', pg = defaultPostgres): Promise<void> {
+  const dataDir = dataDirOf(pg);
   if (!fs.existsSync(path.join(dataDir, 'postmaster.pid'))) return;
   const { pgCtl } = await binaries();
-  spawnSync(pgCtl, ['-D', dataDir, '-m', mode, '-w', 'stop'], { ...runAs(), encoding: 'utf8', cwd: dir });
+  spawnSync(pgCtl, ['-D', dataDir, '-m', mode, '-w', 'stop'], { ...runAs(), encoding: 'utf8', cwd: pg.dir });
 }

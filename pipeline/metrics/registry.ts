@@ -1,5 +1,22 @@
 import http from 'node:http';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { readFileSync } from 'node:fs';
+import Kafka from 'node-rdkafka';
+import { mermaidBundle, STATUS_HTML } from './status-page.ts';
+
+export interface RecentFlush {
+  /** Unix ms when it committed. */
+  at: number;
+  topology: string;
+  records: number;
+  rows: number;
+  seconds: number;
+}
+
+const RECENT_FLUSHES = 20;
+
+/** This build's version, as package.json has it. */
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 /**
  * The pipeline's metrics, created once per process on an injected registry. The runtime updates them once per
@@ -19,6 +36,12 @@ export class PipelineMetrics {
   readonly lateRecords: Counter<'topology' | 'stage'>;
   readonly sourceErrors: Counter<'topology' | 'topic' | 'reason'>;
   readonly stageRecords: Counter<'topology' | 'stage' | 'outcome'>;
+  readonly rebalances: Counter<'topology' | 'kind'>;
+  readonly assignedPartitions: Gauge<'topology' | 'topic'>;
+  readonly commitDuration: Histogram<'topology'>;
+  readonly lastFlush: Gauge<'topology'>;
+  readonly ready: Gauge<'topology'>;
+  readonly buildInfo: Gauge<'version' | 'node' | 'librdkafka' | 'features'>;
 
   constructor(readonly registry: Registry) {
     const registers = [registry];
@@ -46,24 +69,56 @@ export class PipelineMetrics {
     this.stageRecords = new Counter({
       name: 'pipeline_stage_records_total', help: 'Records each stage took in, passed on (out) and sent to the dead letters, counted per batch', labelNames: ['topology', 'stage', 'outcome'], registers,
     });
+    this.rebalances = new Counter({ name: 'pipeline_rebalances_total', help: 'Partition assignments and revocations the consumer group handed this process (kind: assign, revoke)', labelNames: ['topology', 'kind'], registers });
+    this.assignedPartitions = new Gauge({ name: 'pipeline_assigned_partitions', help: 'Partitions (tasks) of the topic this process owns now', labelNames: ['topology', 'topic'], registers });
+    this.commitDuration = new Histogram({
+      name: 'pipeline_commit_duration_seconds', help: 'Time the commit of one flush took: the Postgres COMMIT, or the Kafka transaction commit', labelNames: ['topology'], registers,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    });
+    this.lastFlush = new Gauge({ name: 'pipeline_last_flush_timestamp_seconds', help: 'Unix time of the last flush committed', labelNames: ['topology'], registers });
+    this.ready = new Gauge({ name: 'pipeline_ready', help: '1 while the topology is ready (connected, nothing held), as /readyz says', labelNames: ['topology'], registers });
+    this.buildInfo = new Gauge({ name: 'pipeline_build_info', help: 'Always 1: the version of this build, of Node and of librdkafka, and librdkafka\'s features', labelNames: ['version', 'node', 'librdkafka', 'features'], registers });
+  }
+
+  /** The last flushes committed, newest last: for the status page (a list, not a metric). */
+  readonly recentFlushes: RecentFlush[] = [];
+
+  noteFlush(f: RecentFlush): void {
+    this.recentFlushes.push(f);
+    if (this.recentFlushes.length > RECENT_FLUSHES) this.recentFlushes.shift();
   }
 
   static create(): PipelineMetrics {
     const registry = new Registry();
     collectDefaultMetrics({ register: registry });
-    return new PipelineMetrics(registry);
+    const metrics = new PipelineMetrics(registry);
+    metrics.buildInfo.set({ version: VERSION, node: process.versions.node, librdkafka: Kafka.librdkafkaVersion, features: Kafka.features.join(',') }, 1);
+    return metrics;
   }
 }
 
 /**
  * Serves /metrics (`?name[]=` for some of them only), /healthz (the process is live) and /readyz (every topology is
- * connected to what it needs).
+ * connected to what it needs); with `status`, the status page at / (metrics/status-page.ts), its data at
+ * /status.json and the Mermaid bundle it renders the graphs with.
  * Binds to 127.0.0.1 unless a host is given.
  */
-export async function serveMetrics(registry: Registry, port: number, ready: () => boolean, host = '127.0.0.1'): Promise<http.Server> {
+export async function serveMetrics(registry: Registry, port: number, ready: () => boolean, host = '127.0.0.1', status?: () => Promise<object>): Promise<http.Server> {
+  let mermaid: Buffer | undefined;
   const server = http.createServer((req, res) => {
     const url = req.url ?? '/';
-    if (url.startsWith('/metrics')) {
+    const path = url.split('?')[0];
+    if (status && (path === '/' || path === '/status')) {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(STATUS_HTML);
+    } else if (status && path === '/status.json') {
+      status().then(
+        (s) => res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(s)),
+        (err: Error) => res.writeHead(500).end(err.message),
+      );
+    } else if (status && path === '/assets/mermaid.min.js') {
+      mermaid ??= mermaidBundle();
+      res.writeHead(200, { 'content-type': 'text/javascript', 'cache-control': 'max-age=3600' }).end(mermaid);
+    } else if (url.startsWith('/metrics')) {
       // ?name[]=a&name[]=b: only those metrics, as the Prometheus Python client serves them, without collecting the
       // rest (the process metrics read /proc and the heap): what a frequent watcher of a counter or two asks for.
       const names = new URL(url, 'http://x').searchParams.getAll('name[]');

@@ -4,7 +4,7 @@ import net from 'node:net';
 import path from 'node:path';
 import Kafka from 'node-rdkafka';
 import { deleteTopics, ensureTopics } from '../../pipeline/kafka/admin.ts';
-import { kafkaConnection, type KafkaConnection } from '../../pipeline/kafka/client-config.ts';
+import { clientConfig, kafkaConnection, type KafkaConnection } from '../../pipeline/kafka/client-config.ts';
 import { KafkaProducer, type OutgoingMessage } from '../../pipeline/kafka/producer.ts';
 import { projectRoot } from '../../pipeline/local/paths.ts';
 import { database, type Database } from '../../pipeline/postgres/db.ts';
@@ -66,11 +66,10 @@ export async function produce(messages: OutgoingMessage[]): Promise<void> {
 }
 
 /** Everything in a topic, read from the beginning with a throwaway group, until the end of every partition. */
-export async function readTopic(topic: string, timeoutMs = 30_000): Promise<Kafka.Message[]> {
-  const consumer = new Kafka.KafkaConsumer({
-    'bootstrap.servers': process.env.KAFKA_BROKERS!, 'group.id': unique('test-reader'), 'enable.auto.commit': false,
-    'enable.partition.eof': true,
-  }, { 'auto.offset.reset': 'earliest' });
+export async function readTopic(topic: string, timeoutMs = 30_000, conn: KafkaConnection = kafka()): Promise<Kafka.Message[]> {
+  const consumer = new Kafka.KafkaConsumer(clientConfig(conn, {
+    'group.id': unique('test-reader'), 'enable.auto.commit': false, 'enable.partition.eof': true,
+  }) as Kafka.ConsumerGlobalConfig, { 'auto.offset.reset': 'earliest' });
   await new Promise<void>((resolve, reject) => consumer.connect({ timeout: 10_000 }, (err) => (err ? reject(err) : resolve())));
   try {
     const meta = await new Promise<Kafka.Metadata>((resolve, reject) => consumer.getMetadata({ topic, timeout: 10_000 }, (e, m) => (e ? reject(e) : resolve(m))));

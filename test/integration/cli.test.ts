@@ -75,6 +75,14 @@ describe('the topology CLI', () => {
       assert.match(body, /pipeline_records_produced_total\{topology="orders-generator",topic="[^"]+"\} 500/);
       assert.match(body, /pipeline_records_consumed_total\{topology="orders-ingest",topic="[^"]+"\} 500/);
       for (const name of ['pipeline_poll_records_count', 'pipeline_poll_records_sum']) assert.ok(body.includes(name), `${name} missing`);
+      // What a cluster operator looks at: rebalances, partitions owned, commit latency, readiness, the build.
+      assert.match(body, /pipeline_rebalances_total\{topology="orders-ingest",kind="assign"\} [1-9]/);
+      assert.match(body, /pipeline_assigned_partitions\{topology="orders-ingest",topic="[^"]+"\} 2\n/);
+      assert.match(body, /pipeline_commit_duration_seconds_count\{topology="orders-ingest"\} [1-9]/);
+      const lastFlush = Number(/pipeline_last_flush_timestamp_seconds\{topology="orders-ingest"\} (\S+)/.exec(body)?.[1]);
+      assert.ok(Math.abs(lastFlush - Date.now() / 1000) < 120, `last flush at ${lastFlush}`);
+      assert.match(body, /pipeline_ready\{topology="orders-ingest"\} 1\n/);
+      assert.match(body, /pipeline_build_info\{version="\d+\.\d+\.\d+",node="[^"]+",librdkafka="\d[^"]*",features="[^"]*zstd[^"]*"\} 1\n/);
       // Some metrics only, by name: nothing else is collected or sent.
       const some = (await get('/metrics?name[]=pipeline_sink_rows_written_total&name[]=pipeline_records_invalid_total&name[]=no_such_metric')).body;
       assert.match(some, /pipeline_sink_rows_written_total\{[^}]*\} 500/);
