@@ -11,6 +11,8 @@ import { generatorBench, generatorHelp } from './generator.ts';
 import { latencyBench, latencyHelp } from './latency.ts';
 import { revenueBench, revenueHelp } from './revenue.ts';
 import { upsertBench, upsertHelp } from './upsert.ts';
+import { joinBench, joinHelp } from './join.ts';
+import { anchorsBench, anchorsHelp } from './anchors.ts';
 
 const benches: Record<string, { run: (argv: string[]) => Promise<void>; help: string }> = {
   ingest: { run: ingestBench, help: ingestHelp },
@@ -19,6 +21,8 @@ const benches: Record<string, { run: (argv: string[]) => Promise<void>; help: st
   latency: { run: latencyBench, help: latencyHelp },
   revenue: { run: revenueBench, help: revenueHelp },
   upsert: { run: upsertBench, help: upsertHelp },
+  join: { run: joinBench, help: joinHelp },
+  anchors: { run: anchorsBench, help: anchorsHelp },
 };
 
 async function main(argv: string[]): Promise<number> {

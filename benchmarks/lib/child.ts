@@ -48,8 +48,8 @@ export function metricSum(text: string, name: string): number {
   return sum;
 }
 
-/** Quantile of a Prometheus histogram by linear interpolation inside the bucket, as histogram_quantile() does. */
-export function histogramQuantile(text: string, name: string, q: number): number {
+/** Cumulative bucket counts of a Prometheus histogram by upper bound, summed over its label sets. */
+export function histogramBuckets(text: string, name: string): Map<number, number> {
   const buckets = new Map<number, number>();
   for (const line of text.split('\n')) {
     if (!line.startsWith(`${name}_bucket{`)) continue;
@@ -58,7 +58,15 @@ export function histogramQuantile(text: string, name: string, q: number): number
     const bound = le === '+Inf' ? Infinity : Number(le);
     buckets.set(bound, (buckets.get(bound) ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1)));
   }
-  const sorted = [...buckets].sort((a, b) => a[0] - b[0]);
+  return buckets;
+}
+
+/**
+ * Quantile of a Prometheus histogram by linear interpolation inside the bucket, as histogram_quantile() does; with
+ * `since`, of what it gained since those bucket counts (an earlier scrape).
+ */
+export function histogramQuantile(text: string, name: string, q: number, since?: Map<number, number>): number {
+  const sorted = [...histogramBuckets(text, name)].map(([b, n]) => [b, n - (since?.get(b) ?? 0)] as const).sort((a, b) => a[0] - b[0]);
   const total = sorted.at(-1)?.[1] ?? 0;
   if (!total) return NaN;
   const rank = q * total;
