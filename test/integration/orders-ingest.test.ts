@@ -172,8 +172,9 @@ describe('orders-ingest on real Kafka and Postgres', () => {
 
   for (const lanes of [1, 2]) it(`survives kill -9 at random moments: exactly the valid rows, every invalid one dead-lettered once (--sink-connections ${lanes})`, async () => {
     const n = fresh();
-    // The generator runs for about 40 s, so every kill lands while records still flow.
-    const g = reported(['--topic', n.topic, '--partitions', '3', '--count', '100000', '--rate', '2500', '--invalid-ratio', '0.02']);
+    // The generator runs for about 24 s, about what the three kills take (each waits for a new member's progress), so
+    // they land while records still flow.
+    const g = reported(['--topic', n.topic, '--partitions', '3', '--count', '60000', '--rate', '2500', '--invalid-ratio', '0.02']);
     const gen = startTopology(g.args);
     // A short session timeout lets the group give a killed member's partitions away quickly.
     const fastGroup = ['--kafka', 'session.timeout.ms=6000', '--kafka', 'heartbeat.interval.ms=1000'];
