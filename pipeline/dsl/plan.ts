@@ -55,6 +55,15 @@ export const UPSTREAM_HEADER = 'pipeline.upstream.partition';
 export const UPSTREAM_COUNT_HEADER = 'pipeline.upstream.partitions';
 export const repartitionTopic = (applicationId: string, name: string) => `${applicationId}-${name}-repartition`;
 
+/**
+ * How a repartition topic is created: its records carry their event time as the Kafka timestamp, so time-based
+ * retention would delete records of an old event time (a replay, a backfill) before the next sub-topology reads
+ * them. It keeps them for good, as Kafka Streams' repartition topics do (retention.ms=-1).
+ */
+export const REPARTITION_TOPIC_CONFIG: Readonly<Record<string, string>> = { 'cleanup.policy': 'delete', 'retention.ms': '-1' };
+
+export const isRepartitionTopic = (applicationId: string, topic: string) => topic.startsWith(`${applicationId}-`) && topic.endsWith('-repartition');
+
 /** Appends one row per record with COPY (orders-ingest). */
 export interface PostgresAppendSinkSpec {
   kind: 'postgres';

@@ -1,5 +1,5 @@
 import { optimize } from '../dsl/optimize.ts';
-import { sinksOf, storesOf, type TopologyPlan } from '../dsl/plan.ts';
+import { isRepartitionTopic, REPARTITION_TOPIC_CONFIG, sinksOf, storesOf, type TopologyPlan } from '../dsl/plan.ts';
 import { checkCoPartitioned, ensureTopics } from '../kafka/admin.ts';
 import { KafkaGlobalTables } from '../kafka/global-tables.ts';
 import { DeadLetterRelay } from '../postgres/dead-letters.ts';
@@ -47,7 +47,7 @@ export interface RunPlanSettings {
  */
 export async function runPlan(name: string, plan: TopologyPlan, ctx: TopologyContext, s: RunPlanSettings): Promise<void> {
   if (plan.subtopologies && plan.subtopologies.length > 1) return runSubtopologies(name, plan, plan.subtopologies, ctx, s);
-  const topics: { name: string; partitions: number; config?: Record<string, string> }[] = [...(s.source ? [] : plan.inputs), s.dlqTopic].map((t) => ({ name: t, partitions: s.partitions }));
+  const topics = topicsOf(plan, s.source ? [] : plan.inputs, s);
   for (const g of plan.globalTables ?? []) topics.push({ name: g.topic, partitions: s.partitions, config: { 'cleanup.policy': 'compact' } });
   try {
     await retry('creating topics', () => ensureTopics(ctx.kafka, topics), ctx.log, ctx.signal);
@@ -103,6 +103,13 @@ export async function runPlan(name: string, plan: TopologyPlan, ctx: TopologyCon
   }
 }
 
+/** The topics a plan reads, and its dead-letter topic, to create: repartition topics with their own config. */
+function topicsOf(plan: TopologyPlan, inputs: readonly string[], s: RunPlanSettings): { name: string; partitions: number; config?: Record<string, string> }[] {
+  return [...inputs, s.dlqTopic].map((t) => ({
+    name: t, partitions: s.partitions, ...(isRepartitionTopic(plan.applicationId, t) ? { config: { ...REPARTITION_TOPIC_CONFIG } } : {}),
+  }));
+}
+
 /**
  * A plan with repartition topics: each sub-topology runs as tasks of its own, in this process, with a consumer group
  * of its own (`<group>-<i>`) and its own committer. One that only writes topics (a repartition topic among them)
@@ -110,7 +117,7 @@ export async function runPlan(name: string, plan: TopologyPlan, ctx: TopologyCon
  */
 async function runSubtopologies(name: string, plan: TopologyPlan, subs: TopologyPlan[], ctx: TopologyContext, s: RunPlanSettings): Promise<void> {
   if (s.source) throw new Error(`${name}: a plan with repartition topics reads Kafka topics`);
-  const topics = [...plan.inputs, s.dlqTopic].map((t) => ({ name: t, partitions: s.partitions }));
+  const topics = topicsOf(plan, plan.inputs, s);
   try {
     await retry('creating topics', () => ensureTopics(ctx.kafka, topics), ctx.log, ctx.signal);
   } catch (err) {
