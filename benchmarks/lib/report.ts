@@ -4,7 +4,8 @@ import {
 import fs from 'node:fs';
 import path from 'node:path';
 
-export const resultsDir = path.join(projectRoot, 'benchmarks', 'results');
+/** Where benchmarks and the soak write their JSON and charts; BENCH_RESULTS_DIR moves them (the suite's short soak does). */
+export const resultsDir = process.env.BENCH_RESULTS_DIR ? path.resolve(process.env.BENCH_RESULTS_DIR) : path.join(projectRoot, 'benchmarks', 'results');
 
 export type Row = [label: string, value: string, note?: string];
 
