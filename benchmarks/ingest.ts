@@ -10,13 +10,13 @@ import { histogramQuantile, metricSum, runTopology, sampleAt, type TopologyRun }
 import { benchEnv, fresh, log, machine, type BenchEnv } from './lib/env.ts';
 import { cpuDelta, infraCpu, type InfraCpu } from './lib/infra-cpu.ts';
 import { createOrdersTable, ORDER_COLUMNS, prefillOrders } from './lib/orders.ts';
-import { INGEST_BATCH_SIZE } from '../topologies/orders-ingest.ts';
+import { INGEST_BATCH_SIZE, INGEST_SINK_CONNECTIONS } from '../topologies/orders-ingest.ts';
 import { fmtInt, fmtMb, fmtMs, fmtRatio, printTable, writeBarChart, writeJson, type Row } from './lib/report.ts';
 
 const FLAGS = {
   quick: 'bool', count: 'number', partitions: 'number', 'batch-size': 'number', 'invalid-ratio': 'number', seed: 'number',
   'insert-rows': 'number', 'skip-baseline': 'bool', 'cpu-prof': 'string', keep: 'bool', echo: 'bool', ingest: 'string', 'node-options': 'string', instances: 'number',
-  'compare-main-thread': 'bool', compare: 'string', rounds: 'number',
+  'compare-main-thread': 'bool', compare: 'string', rounds: 'number', 'sink-connections': 'number',
 } as const;
 
 export const ingestHelp = `ingest [--count N (1000000; --quick: 100000)] [--partitions 6] [--batch-size 10000] [--invalid-ratio 0]
@@ -26,22 +26,23 @@ export const ingestHelp = `ingest [--count N (1000000; --quick: 100000)] [--part
         here and in --ingest, a NAME=value word sets the child's environment, and node:--flag is an option of its node)]
        [--compare-main-thread (the same as --compare "--stage-threads 0")]
        [--rounds 1 (every phase this many times; the round with the median ingest / min(ceilings) is reported, with
-        every round's ratios)]`;
+        every round's ratios)]
+       [--sink-connections N (the ingest's --sink-connections, ${INGEST_SINK_CONNECTIONS} by default; ceiling B uses as many)]`;
 
-interface Phase {
+export interface Phase {
   records: number;
   seconds: number;
   cpuSeconds?: number;
   infra: InfraCpu;
 }
 
-const rate = (p: Phase) => p.records / p.seconds;
+export const rate = (p: Phase) => p.records / p.seconds;
 
 /**
  * Between phases: the tables written so far vacuumed and analysed now, then a checkpoint, so that an autovacuum of the
  * previous phase's million rows (a few CPU seconds) does not run during the next phase and count against it.
  */
-async function settle(db: Database, written: string[] = []): Promise<void> {
+export async function settle(db: Database, written: string[] = []): Promise<void> {
   for (const t of written) await db.none(`VACUUM (ANALYZE) ${t}`).catch(() => undefined);
   await db.none('CHECKPOINT');
 }
@@ -90,30 +91,42 @@ async function kafkaCeiling(env: BenchEnv, topic: string, count: number, read: '
   }
 }
 
-/** Ceiling B: the same rows' COPY text from memory, one COPY and one transaction per batch, one connection. */
-async function copyCeiling(db: Database, table: string, batches: string[]): Promise<Phase> {
+/**
+ * Ceiling B: the same rows' COPY from memory, one COPY and one transaction per batch, on `connections` connections at
+ * once (the ingest's own number of sink connections by default: each takes every n-th batch, as each of the ingest's
+ * lanes takes its own partitions). `text` is what the ingest sends; `binary` the same rows in binary COPY format.
+ */
+async function copyCeiling(db: Database, table: string, batches: (string | Buffer)[], connections: number, format: 'text' | 'binary' = 'text'): Promise<Phase> {
   await createOrdersTable(db, table);
-  const conn = await db.connect();
+  const conns = await Promise.all(Array.from({ length: connections }, () => db.connect()));
   try {
-    const sql = `COPY ${table} (${ORDER_COLUMNS.join(', ')}) FROM STDIN`;
-    let records = 0;
-    for (const b of batches) records += b.split('\n').length - 1;
+    const sql = `COPY ${table} (${ORDER_COLUMNS.join(', ')}) FROM STDIN${format === 'binary' ? ' (FORMAT binary)' : ''}`;
     const infra0 = await infraCpu();
     const started = performance.now();
-    for (const text of batches) {
-      await conn.none('BEGIN');
-      const stream = (conn.client as unknown as { query(q: unknown): NodeJS.WritableStream }).query(copyFrom(sql));
-      const buf = Buffer.from(text, 'utf8');
-      const chunks: Buffer[] = [];
-      for (let i = 0; i < buf.length; i += 1 << 16) chunks.push(buf.subarray(i, i + (1 << 16)));
-      await pipeline(Readable.from(chunks), stream);
-      await conn.none('COMMIT');
-    }
+    await Promise.all(conns.map(async (conn, c) => {
+      for (let i = c; i < batches.length; i += connections) {
+        await conn.none('BEGIN');
+        const stream = (conn.client as unknown as { query(q: unknown): NodeJS.WritableStream }).query(copyFrom(sql));
+        const buf = typeof batches[i] === 'string' ? Buffer.from(batches[i] as string, 'utf8') : batches[i] as Buffer;
+        const chunks: Buffer[] = [];
+        for (let j = 0; j < buf.length; j += 1 << 16) chunks.push(buf.subarray(j, j + (1 << 16)));
+        await pipeline(Readable.from(chunks), stream);
+        await conn.none('COMMIT');
+      }
+    }));
     const seconds = (performance.now() - started) / 1000;
-    return { records, seconds, infra: cpuDelta(infra0, await infraCpu()) };
+    const infra = cpuDelta(infra0, await infraCpu());
+    const records = Number((await db.one(`SELECT count(*) AS n FROM ${table}`)).n);
+    return { records, seconds, infra };
   } finally {
-    conn.done();
+    for (const conn of conns) conn.done();
   }
+}
+
+/** What the rows of a table hold (every column orders-ingest writes), to check that two ways of writing them agree. */
+async function tableDigest(db: Database, table: string): Promise<string> {
+  const r = await db.one(`SELECT count(*) AS n, sum(hashtextextended(concat_ws('|', ${ORDER_COLUMNS.join(', ')}), 0)::numeric) AS h FROM ${table}`);
+  return `${r.n}:${r.h}`;
 }
 
 /**
@@ -162,7 +175,7 @@ async function insertBaseline(kafka: KafkaConnection, db: Database, topic: strin
   return { records: n, seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, infra };
 }
 
-interface IngestResult extends Phase {
+export interface IngestResult extends Phase {
   peakRss: number;
   steadyRss: number;
   startRss: number;
@@ -183,7 +196,11 @@ const isEnv = (word: string) => /^[A-Z_][A-Z0-9_]*=/.test(word);
 const isNodeArg = (word: string) => word.startsWith('node:');
 
 /** The real orders-ingest topology as a child process, timed from partition assignment to the last committed row. */
-async function ingestRun(env: BenchEnv, topic: string, table: string, o: { count: number; batch: number; partitions: number; cpuProf?: string; echo: boolean; extra: string[]; nodeArgs: string[]; instances: number }): Promise<IngestResult> {
+export async function ingestRun(env: BenchEnv, topic: string, table: string, o: {
+  count: number; batch: number; partitions: number; cpuProf?: string; echo: boolean; extra: string[]; nodeArgs: string[]; instances: number;
+  /** Called at every sample with performance.now() and the records handled (written or dead-lettered) so far. */
+  progress?: (at: number, handled: number) => void;
+}): Promise<IngestResult> {
   const group = fresh('bench_ingest');
   let doneAt = 0;
   let infraEnd: InfraCpu | undefined;
@@ -201,6 +218,7 @@ async function ingestRun(env: BenchEnv, topic: string, table: string, o: { count
       echo: o.echo,
       onSample: (_r, text) => {
         if (doneAt || !text) return;
+        o.progress?.(performance.now(), handled());
         if (handled() >= o.count) {
           doneAt = performance.now();
           void infraCpu().then((c) => { infraEnd = c; });
@@ -253,7 +271,7 @@ function loopDelay(stderr: string[]): Record<string, number> {
   return out;
 }
 
-function perMillion(p: Phase, s: number | undefined): number {
+export function perMillion(p: Phase, s: number | undefined): number {
   return s === undefined ? NaN : (s / p.records) * 1e6;
 }
 
@@ -276,17 +294,19 @@ export async function ingestBench(argv: string[]): Promise<void> {
   const tables: string[] = [];
   log(`ingest benchmark: ${count} records, ${partitions} partitions, batch ${batch}, topic ${topic}${rounds > 1 ? `, ${rounds} rounds` : ''}`);
   try {
-    const pre = await prefillOrders(env.kafka, topic, { count, partitions, invalidRatio, seed, batch: ceilingBatch });
+    const pre = await prefillOrders(env.kafka, topic, { count, partitions, invalidRatio, seed, batch: ceilingBatch, copy: 'text+binary' });
     log(`pre-filled ${pre.produced} records (${pre.valid} valid) in ${pre.seconds.toFixed(1)} s`);
     // By default the child runs as `npm run topology` runs it (package.json: a 256 MB old-space cap).
     const nodeArgs = typeof f['node-options'] === 'string' ? f['node-options'].split(/\s+/).filter(Boolean) : ['--max-old-space-size=256'];
     const extra = typeof f.ingest === 'string' ? f.ingest.split(/\s+/).filter(Boolean) : [];
+    const connections = num(f, 'sink-connections', INGEST_SINK_CONNECTIONS);
+    if (f['sink-connections'] !== undefined) extra.push('--sink-connections', String(connections));
     const compareFlags = typeof f.compare === 'string' ? f.compare.split(/\s+/).filter(Boolean) : f['compare-main-thread'] ? ['--stage-threads', '0'] : undefined;
 
     /** Every phase once, back to back on the same topic, so that its ratios compare numbers of the same minutes. */
     const measureRound = async (round: number) => {
-      const names = { ceiling: fresh('bench_copy'), ingest: fresh('bench_ingest'), compared: fresh('bench_ingest_b'), baseline: fresh('bench_insert') };
-      const t = { ceiling: tableName(names.ceiling), ingest: tableName(names.ingest), compared: tableName(names.compared), baseline: tableName(names.baseline) };
+      const names = { ceiling: fresh('bench_copy'), ceiling1: fresh('bench_copy1'), binary: fresh('bench_copy_bin'), ingest: fresh('bench_ingest'), compared: fresh('bench_ingest_b'), baseline: fresh('bench_insert') };
+      const t = Object.fromEntries(Object.entries(names).map(([k, v]) => [k, tableName(v)])) as Record<keyof typeof names, string>;
       tables.push(...Object.values(t));
       if (rounds > 1) log(`round ${round + 1} of ${rounds}`);
       await settle(env.db);
@@ -298,11 +318,21 @@ export async function ingestBench(argv: string[]): Promise<void> {
       log(`  ${fmtInt(rate(stock))} records/s`);
 
       await settle(env.db);
-      log('ceiling B: COPY from memory, one connection, one transaction per batch');
-      const b = await copyCeiling(env.db, t.ceiling, pre.copyBatches);
+      log(`ceiling B: COPY from memory, ${connections} connection(s) as the ingest has, one transaction per batch`);
+      const b = await copyCeiling(env.db, t.ceiling, pre.copyBatches, connections);
       log(`  ${fmtInt(rate(b))} rows/s`);
-
       await settle(env.db, [t.ceiling]);
+      log('  and in binary COPY format, the same rows and connections');
+      const bin = await copyCeiling(env.db, t.binary, pre.binaryBatches, connections, 'binary');
+      log(`  ${fmtInt(rate(bin))} rows/s`);
+      const [textDigest, binaryDigest] = [await tableDigest(env.db, t.ceiling), await tableDigest(env.db, t.binary)];
+      if (textDigest !== binaryDigest) throw new Error(`the binary COPY wrote other rows than the text one (${binaryDigest} against ${textDigest})`);
+      await settle(env.db, [t.binary]);
+      log('  and in text on one connection');
+      const b1 = connections === 1 ? b : await copyCeiling(env.db, t.ceiling1, pre.copyBatches, 1);
+      log(`  ${fmtInt(rate(b1))} rows/s`);
+
+      await settle(env.db, [t.ceiling1]);
       log('orders-ingest (child process)');
       const ing = await ingestRun(env, topic, names.ingest, { count, batch, partitions, cpuProf: f['cpu-prof'] as string | undefined, echo: f.echo === true, extra, nodeArgs, instances });
       log(`  ${fmtInt(rate(ing))} records/s, ${ing.rows} rows`);
@@ -326,12 +356,12 @@ export async function ingestBench(argv: string[]): Promise<void> {
       }
       // The next round starts from an empty database again.
       if (!f.keep) for (const x of Object.values(t)) await env.db.none(`DROP TABLE IF EXISTS ${x}`).catch(() => undefined);
-      return { a, stock, b, ing, compared, base, vsMin: rate(ing) / Math.min(rate(a), rate(b)), vsBase: base ? rate(ing) / rate(base) : NaN };
+      return { a, stock, b, bin, b1, ing, compared, base, vsMin: rate(ing) / Math.min(rate(a), rate(b)), vsBase: base ? rate(ing) / rate(base) : NaN };
     };
     const all: Awaited<ReturnType<typeof measureRound>>[] = [];
     for (let r = 0; r < rounds; r++) all.push(await measureRound(r));
     // The round whose ingest / min(ceilings) is the median stands for the run: its numbers are all of the same minutes.
-    const { a, stock, b, ing, compared, base } = [...all].sort((x, y) => x.vsMin - y.vsMin)[Math.floor((all.length - 1) / 2)];
+    const { a, stock, b, bin, b1, ing, compared, base } = [...all].sort((x, y) => x.vsMin - y.vsMin)[Math.floor((all.length - 1) / 2)];
     const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor((xs.length - 1) / 2)];
 
     const minCeiling = Math.min(rate(a), rate(b));
@@ -339,7 +369,7 @@ export async function ingestBench(argv: string[]): Promise<void> {
       benchmark: 'ingest',
       at: new Date().toISOString(),
       machine: machine(),
-      parameters: { count, partitions, batch_size: batch, ceiling_copy_batch: ceilingBatch, invalid_ratio: invalidRatio, seed, insert_rows_per_statement: insertRows, key: 'uuidv7', ingest_extra_flags: extra, ingest_node_options: nodeArgs, ingest_instances: instances },
+      parameters: { count, partitions, batch_size: batch, sink_connections: connections, ceiling_copy_batch: ceilingBatch, ceiling_copy_connections: connections, invalid_ratio: invalidRatio, seed, insert_rows_per_statement: insertRows, key: 'uuidv7', ingest_extra_flags: extra, ingest_node_options: nodeArgs, ingest_instances: instances },
       ingest_records_per_s: rate(ing),
       ingest_compared: compared ? {
         extra_flags: compareFlags, records_per_s: rate(compared), cpu_seconds_per_million: perMillion(compared, compared.cpuSeconds),
@@ -348,11 +378,16 @@ export async function ingestBench(argv: string[]): Promise<void> {
       ceiling_kafka_records_per_s: rate(a),
       ceiling_kafka_stock_consume_records_per_s: rate(stock),
       ceiling_copy_records_per_s: rate(b),
+      ceiling_copy_binary_records_per_s: rate(bin),
+      ceiling_copy_one_connection_records_per_s: rate(b1),
+      binary_vs_text_copy: rate(bin) / rate(b),
       baseline_insert_records_per_s: base ? rate(base) : null,
       ingest_vs_min_ceiling: rate(ing) / minCeiling,
       ingest_vs_baseline: base ? rate(ing) / rate(base) : null,
       rounds: all.map((r) => ({
         ingest_records_per_s: rate(r.ing), ceiling_kafka_records_per_s: rate(r.a), ceiling_copy_records_per_s: rate(r.b),
+        ceiling_copy_binary_records_per_s: rate(r.bin), ceiling_copy_one_connection_records_per_s: rate(r.b1),
+        postgres_cpu_seconds_per_million_copy_text: perMillion(r.b, r.b.infra.postgres), postgres_cpu_seconds_per_million_copy_binary: perMillion(r.bin, r.bin.infra.postgres),
         baseline_insert_records_per_s: r.base ? rate(r.base) : null, ingest_vs_min_ceiling: r.vsMin, ingest_vs_baseline: r.base ? r.vsBase : null,
         ...(r.compared ? { compared_records_per_s: rate(r.compared), compared_cpu_seconds_per_million: perMillion(r.compared, r.compared.cpuSeconds), ingest_cpu_seconds_per_million: perMillion(r.ing, r.ing.cpuSeconds) } : {}),
       })),
@@ -368,8 +403,14 @@ export async function ingestBench(argv: string[]): Promise<void> {
       ingest_flushes: ing.flushes,
       ingest_mean_poll_records: ing.meanPoll,
       ingest_event_loop_delay: ing.loopDelay,
-      postgres_cpu_seconds_per_million: { ingest: perMillion(ing, ing.infra.postgres), ceiling_copy: perMillion(b, b.infra.postgres), baseline_insert: base ? perMillion(base, base.infra.postgres) : null },
-      postgres_cpu_utilisation: { ingest: (ing.infra.postgres ?? NaN) / ing.seconds, ceiling_copy: (b.infra.postgres ?? NaN) / b.seconds, baseline_insert: base ? (base.infra.postgres ?? NaN) / base.seconds : null },
+      postgres_cpu_seconds_per_million: {
+        ingest: perMillion(ing, ing.infra.postgres), ceiling_kafka: perMillion(a, a.infra.postgres), ceiling_copy: perMillion(b, b.infra.postgres),
+        ceiling_copy_binary: perMillion(bin, bin.infra.postgres), ceiling_copy_one_connection: perMillion(b1, b1.infra.postgres), baseline_insert: base ? perMillion(base, base.infra.postgres) : null,
+      },
+      postgres_cpu_utilisation: {
+        ingest: (ing.infra.postgres ?? NaN) / ing.seconds, ceiling_copy: (b.infra.postgres ?? NaN) / b.seconds, ceiling_copy_binary: (bin.infra.postgres ?? NaN) / bin.seconds,
+        ceiling_copy_one_connection: (b1.infra.postgres ?? NaN) / b1.seconds, baseline_insert: base ? (base.infra.postgres ?? NaN) / base.seconds : null,
+      },
       kafka_broker_cpu_seconds_per_million: { ingest: perMillion(ing, ing.infra.kafka), ceiling_kafka: perMillion(a, a.infra.kafka) },
       consumer_cpu_seconds_per_million: { ceiling_kafka: perMillion(a, a.cpuSeconds), ceiling_kafka_stock_consume: perMillion(stock, stock.cpuSeconds), baseline_insert: base ? perMillion(base, base.cpuSeconds) : null },
       targets: { vs_min_ceiling: 0.6, vs_baseline: 2.5, records_per_s: 100_000, steady_rss_bytes: 300 * 1048576 },
@@ -381,13 +422,16 @@ export async function ingestBench(argv: string[]): Promise<void> {
         `${perMillion(compared, compared.cpuSeconds).toFixed(2)} CPU s per 1M, Postgres ${perMillion(compared, compared.infra.postgres).toFixed(2)}; steady RSS ${fmtMb(compared.steadyRss)}; polls of ${fmtInt(compared.meanPoll)}`] as Row] : []),
       ['ceiling A: Kafka read only', `${fmtInt(rate(a))} rec/s`, `packed, as orders-ingest reads; ${perMillion(a, a.cpuSeconds).toFixed(2)} CPU s per 1M`],
       ["  node-rdkafka's own consume", `${fmtInt(rate(stock))} rec/s`, `an object per message; ${perMillion(stock, stock.cpuSeconds).toFixed(2)} CPU s per 1M`],
-      ['ceiling B: COPY from memory', `${fmtInt(rate(b))} rec/s`, `batches of ${ceilingBatch}, one connection`],
+      ['ceiling B: COPY from memory', `${fmtInt(rate(b))} rec/s`, `batches of ${ceilingBatch}, ${connections} connection(s) as the ingest; Postgres ${perMillion(b, b.infra.postgres).toFixed(2)} CPU s per 1M`],
+      ['  the same in binary COPY', `${fmtInt(rate(bin))} rec/s`, `${fmtRatio(rate(bin) / rate(b))} of text; Postgres ${perMillion(bin, bin.infra.postgres).toFixed(2)} CPU s per 1M`],
+      ['  text on one connection', `${fmtInt(rate(b1))} rec/s`, `Postgres ${perMillion(b1, b1.infra.postgres).toFixed(2)} CPU s per 1M`],
       ['baseline: multi-row INSERT', base ? `${fmtInt(rate(base))} rec/s` : 'skipped', `${insertRows} rows a statement`],
       ['ingest / min(ceilings)', fmtRatio(result.ingest_vs_min_ceiling), 'target >= 0.60'],
       ['ingest / baseline', base ? fmtRatio(result.ingest_vs_baseline!) : 'n/a', 'target >= 2.50'],
       ['ingest CPU s per 1M records', result.ingest_cpu_seconds_per_million.toFixed(2), `node process (total incl. startup ${ing.totalCpuSeconds.toFixed(1)} s)`],
       ['Postgres CPU s per 1M: ingest', result.postgres_cpu_seconds_per_million.ingest.toFixed(2), `busy ${(result.postgres_cpu_utilisation.ingest * 100).toFixed(0)}% of a core`],
       ['Postgres CPU s per 1M: COPY', result.postgres_cpu_seconds_per_million.ceiling_copy.toFixed(2), `busy ${(result.postgres_cpu_utilisation.ceiling_copy * 100).toFixed(0)}% of a core`],
+      ['Postgres CPU s per 1M: Kafka read', result.postgres_cpu_seconds_per_million.ceiling_kafka.toFixed(2), 'what it spends when nothing writes (autovacuum, checkpoints)'],
       ['ingest peak RSS', fmtMb(ing.peakRss), `steady (median) ${fmtMb(ing.steadyRss)}, at start ${fmtMb(ing.startRss)}`],
       ['event-loop delay p50 / p99 / max', `${ing.loopDelay.p50_ms ?? NaN} / ${ing.loopDelay.p99_ms ?? NaN} / ${ing.loopDelay.max_ms ?? NaN} ms`, 'what each round trip of a flush waits behind'],
       ['flush latency p50 / p99', `${fmtMs(ing.flushP50)} / ${fmtMs(ing.flushP99)}`, 'BEGIN..COMMIT, from the histogram'],

@@ -13,6 +13,8 @@ import { revenueBench, revenueHelp } from './revenue.ts';
 import { upsertBench, upsertHelp } from './upsert.ts';
 import { joinBench, joinHelp } from './join.ts';
 import { anchorsBench, anchorsHelp } from './anchors.ts';
+import { scaleBench, scaleHelp } from './scale.ts';
+import { startupBench, startupHelp } from './startup.ts';
 
 const benches: Record<string, { run: (argv: string[]) => Promise<void>; help: string }> = {
   ingest: { run: ingestBench, help: ingestHelp },
@@ -23,6 +25,8 @@ const benches: Record<string, { run: (argv: string[]) => Promise<void>; help: st
   upsert: { run: upsertBench, help: upsertHelp },
   join: { run: joinBench, help: joinHelp },
   anchors: { run: anchorsBench, help: anchorsHelp },
+  scale: { run: scaleBench, help: scaleHelp },
+  startup: { run: startupBench, help: startupHelp },
 };
 
 async function main(argv: string[]): Promise<number> {

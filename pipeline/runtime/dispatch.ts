@@ -30,6 +30,8 @@ export class Dispatcher {
   /** Batches sent to the stage workers whose results are not yet in the pending batches; applied in order. */
   private processing: Promise<void>[] = [];
   private applied: Promise<void> = Promise.resolve();
+  /** A batch has gone to the workers: every later one goes there too, so that results stay in order. */
+  private sentToWorkers = false;
 
   constructor(private readonly o: DispatchOptions) {
     this.targets = copyTargets(o.executor);
@@ -58,10 +60,13 @@ export class Dispatcher {
 
   /** One lane's part of a poll: run here now, or sent to a worker (its result is applied after every earlier one). */
   dispatch(batch: PackedBatch): void {
-    if (!this.workers) {
+    // Until the workers have built their plan, batches run here, as they would with no workers (a plan that prepares
+    // its batches, e.g. with a schema fetch, prepares them in the worker, so it waits for the workers).
+    if (!this.workers || (!this.sentToWorkers && !this.workers.ready && !this.o.executor.needsPrepare)) {
       this.apply(batch);
       return;
     }
+    this.sentToWorkers = true;
     const result = this.workers.run(batch);
     result.catch(() => undefined); // seen through the chain below
     const done = this.applied.then(() => result).then((r) => this.applyWorkerResult(r));

@@ -8,7 +8,7 @@ import { copyTargets, runBatch, type Sourced } from './batch.ts';
 import { retry } from './retry.ts';
 import { registryGiveUpMs } from '../schema/registry.ts';
 import { batchBuffers, batchSize, recordOf } from '../sources/packed-batch.ts';
-import type { PlanRef, WorkerBatch, WorkerCopyOutput, WorkerResult } from './stage-workers.ts';
+import type { PlanRef, WorkerBatch, WorkerCopyOutput, WorkerReady, WorkerResult } from './stage-workers.ts';
 
 /** The worker side of StageWorkers: builds the plan from its PlanRef, then runs every batch it is sent. */
 
@@ -58,3 +58,5 @@ let queue = Promise.resolve();
 port.on('message', (b: WorkerBatch) => {
   queue = queue.then(() => handle(b));
 });
+// The plan is built: from now on the main thread sends its batches here (until then it runs them itself).
+port.postMessage({ ready: true } satisfies WorkerReady);

@@ -24,6 +24,11 @@ export type WorkerBatch = PackedBatch & { id: number };
 /** A sink's rows of a batch, as they come back from a worker (the text's Buffer arrives as a plain Uint8Array). */
 export type WorkerCopyOutput = Omit<BatchRows, 'text'> & { name: string; text: Uint8Array };
 
+/** What a worker posts once, when its plan is built and it takes batches. */
+export interface WorkerReady {
+  ready: true;
+}
+
 export interface WorkerResult {
   id: number;
   /** The batch as sent, handed back (its buffers transferred both ways): what dead letters and rejected rows are made of. */
@@ -46,6 +51,7 @@ export class StageWorkers {
   private readonly waiting = new Map<number, { resolve: (r: WorkerResult) => void; reject: (e: Error) => void }>();
   private next = 0;
   private failed: Error | undefined;
+  private readyCount = 0;
 
   constructor(threads: number, plan: PlanRef, directJson = true) {
     for (let i = 0; i < threads; i++) {
@@ -56,7 +62,11 @@ export class StageWorkers {
         // and the steady RSS (`npm run bench -- latency`, `-- ingest`; docs/performance.md).
         resourceLimits: { maxOldGenerationSizeMb: 48, maxYoungGenerationSizeMb: 8 },
       });
-      w.on('message', (r: WorkerResult) => {
+      w.on('message', (r: WorkerResult | WorkerReady) => {
+        if ('ready' in r) {
+          this.readyCount++;
+          return;
+        }
         const p = this.waiting.get(r.id);
         if (!p) return;
         this.waiting.delete(r.id);
@@ -74,6 +84,14 @@ export class StageWorkers {
 
   get threads(): number {
     return this.workers.length;
+  }
+
+  /**
+   * Every worker has built its plan. A worker loads its own module graph and builds the plan after the main thread
+   * has started it: about half a second on two busy cores, which without this the first committed row waited for.
+   */
+  get ready(): boolean {
+    return this.readyCount === this.workers.length;
   }
 
   /** Runs a batch; its buffers are transferred (unusable here until the result hands them back). */

@@ -1,0 +1,118 @@
+import { deleteTopics, tableName } from '../pipeline/index.ts';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { num, parseFlags } from './lib/args.ts';
+import { runTopology } from './lib/child.ts';
+import { benchEnv, fresh, log, machine } from './lib/env.ts';
+import { prefillOrders } from './lib/orders.ts';
+import { fmtInt, printTable, writeBarChart, writeJson } from './lib/report.ts';
+import { INGEST_BATCH_SIZE } from '../topologies/orders-ingest.ts';
+
+const FLAGS = { runs: 'number', count: 'number', partitions: 'number', echo: 'bool', quick: 'bool', ingest: 'string' } as const;
+
+export const startupHelp = `startup [--runs 5 (--quick: 3)] [--count 20000] [--partitions 6] [--ingest "more orders-ingest flags"]
+       (orders-ingest started as npm run topology starts it, over pre-filled orders, each run with a fresh table and
+        group: process start to its first log line, to its partition assignment and to its first committed row;
+        the first run with an empty TypeScript compile cache, the others with it warm)`;
+
+interface StartupRun {
+  cold_cache: boolean;
+  /** Seconds from spawn: the first line on stderr (every module loaded), the partition assignment, the first row visible. */
+  first_log_s: number;
+  assigned_s: number;
+  first_row_s: number;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+
+/** Seconds for node to start and exit, bare and with the TypeScript loader, as the floor under the first log line. */
+function nodeFloor(args: string[], env: NodeJS.ProcessEnv): number {
+  const t0 = performance.now();
+  const r = spawnSync(process.execPath, [...args, '-e', ''], { env, stdio: 'ignore' });
+  if (r.status !== 0) throw new Error(`node ${args.join(' ')} -e '' exited with ${r.status}`);
+  return (performance.now() - t0) / 1000;
+}
+
+export async function startupBench(argv: string[]): Promise<void> {
+  const f = parseFlags(argv, FLAGS);
+  const runs = num(f, 'runs', f.quick ? 3 : 5);
+  const count = num(f, 'count', 20_000);
+  const partitions = num(f, 'partitions', 6);
+  const extra = typeof f.ingest === 'string' ? f.ingest.split(/\s+/).filter(Boolean) : [];
+  const env = await benchEnv();
+  const topic = fresh('bench_startup');
+  const tables: string[] = [];
+  const coldTmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-startup-'));
+  log(`startup benchmark: ${runs} runs of orders-ingest over ${fmtInt(count)} pre-filled orders`);
+  try {
+    await prefillOrders(env.kafka, topic, { count, partitions, invalidRatio: 0, seed: 5, batch: INGEST_BATCH_SIZE, copy: 'none' });
+    const out: StartupRun[] = [];
+    for (let i = 0; i < runs; i++) {
+      const cold = i === 0;
+      const name = fresh('bench_startup');
+      const table = tableName(name);
+      tables.push(table);
+      // tsx keeps what it compiled under the temporary directory: an empty one is a first start after install.
+      const childEnv = cold ? { ...env.childEnv, TMPDIR: coldTmp } : env.childEnv;
+      const spawnedAt = performance.now();
+      const run = await runTopology({
+        env: childEnv, extraNodeArgs: ['--max-old-space-size=256'], echo: f.echo === true,
+        args: ['orders-ingest', '--stop-when-idle', '1', '--topic', topic, '--table', name, '--group-id', fresh('bench_startup'), '--partitions', String(partitions), ...extra],
+        marks: { first: /./, assigned: /assigned .* partitions/ }, sampleMs: 500,
+      });
+      let exited = false;
+      void run.exited.then(() => { exited = true; });
+      let firstRowAt = NaN;
+      while (!exited && Number.isNaN(firstRowAt)) {
+        // Until the topology has made its table, the query fails: nothing seen yet.
+        const r = await env.db.one(`SELECT EXISTS (SELECT 1 FROM ${table}) AS seen`).catch(() => ({ seen: false }));
+        if (r.seen) firstRowAt = performance.now();
+        else await new Promise((res) => setTimeout(res, 10));
+      }
+      const code = await run.exited;
+      const rows = Number((await env.db.one(`SELECT count(*) AS n FROM ${table}`)).n);
+      if (code !== 0 || rows !== count || Number.isNaN(firstRowAt)) {
+        throw new Error(`orders-ingest exited with ${code} after writing ${rows} of ${count} rows:\n${run.stderr.slice(-20).join('\n')}`);
+      }
+      const s = (at: number | undefined) => (at === undefined ? NaN : (at - spawnedAt) / 1000);
+      const r: StartupRun = { cold_cache: cold, first_log_s: s(run.marks.get('first')), assigned_s: s(run.marks.get('assigned')), first_row_s: s(firstRowAt) };
+      out.push(r);
+      log(`run ${i + 1}${cold ? ' (cold compile cache)' : ''}: first log ${r.first_log_s.toFixed(2)} s, assigned ${r.assigned_s.toFixed(2)} s, first row ${r.first_row_s.toFixed(2)} s`);
+      await env.db.none(`DROP TABLE IF EXISTS ${table}`);
+    }
+    const warm = out.filter((r) => !r.cold_cache);
+    const floor = { node_s: nodeFloor([], env.childEnv), node_tsx_s: nodeFloor(['--import', 'tsx'], env.childEnv) };
+    const result = {
+      benchmark: 'startup', at: new Date().toISOString(), machine: machine(),
+      parameters: { runs, count, partitions, ingest_extra_flags: extra },
+      runs: out,
+      cold_first_row_s: out[0].first_row_s,
+      warm_first_log_s: median(warm.map((r) => r.first_log_s)),
+      warm_assigned_s: median(warm.map((r) => r.assigned_s)),
+      warm_first_row_s: median(warm.map((r) => r.first_row_s)),
+      node_start_s: floor.node_s,
+      node_tsx_start_s: floor.node_tsx_s,
+      target_first_row_s: 1.5,
+    };
+    const file = writeJson('startup', result);
+    printTable('startup: orders-ingest, process start to ... (median of the warm runs)', [
+      ['first log line (every module loaded)', `${result.warm_first_log_s.toFixed(2)} s`, `node alone starts and exits in ${floor.node_s.toFixed(2)} s, with the TypeScript loader ${floor.node_tsx_s.toFixed(2)} s`],
+      ['partition assignment', `${result.warm_assigned_s.toFixed(2)} s`],
+      ['first committed row', `${result.warm_first_row_s.toFixed(2)} s`, 'target < 1.5 s'],
+      ['first committed row, empty compile cache', `${result.cold_first_row_s.toFixed(2)} s`, 'the first start after npm ci'],
+    ]);
+    const svg = writeBarChart('startup', 'startup: orders-ingest, seconds from process start (lower is better)', 's', [
+      { label: 'first log line', value: result.warm_first_log_s },
+      { label: 'partition assignment', value: result.warm_assigned_s },
+      { label: 'first committed row', value: result.warm_first_row_s, subject: true },
+      { label: 'first row, cold cache', value: result.cold_first_row_s },
+    ], `median of ${warm.length} warm runs; node alone ${floor.node_s.toFixed(2)} s, with tsx ${floor.node_tsx_s.toFixed(2)} s`);
+    log(`wrote ${file} and ${svg}`);
+  } finally {
+    for (const t of tables) await env.db.none(`DROP TABLE IF EXISTS ${t}`).catch(() => undefined);
+    await deleteTopics(env.kafka, [topic, `${topic}.dlq`]).catch(() => undefined);
+    fs.rmSync(coldTmp, { recursive: true, force: true });
+  }
+}
