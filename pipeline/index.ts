@@ -21,7 +21,7 @@ export type { FlushPlan } from './runtime/flush-plan.ts';
 export { TaskObserver } from './runtime/observer.ts';
 export { Progress } from './runtime/progress.ts';
 export { Aborted, isRetriable, retry, sleep } from './runtime/retry.ts';
-export { TS_WORKER, type PlanRef } from './runtime/stage-workers.ts';
+export { sibling, startWorker, TS_WORKER, type PlanRef } from './runtime/stage-workers.ts';
 export { batchSize, type PackedBatch } from './sources/packed-batch.ts';
 
 // The kafka-to-postgres connector: configs, the table they make, the plan of each pipeline.

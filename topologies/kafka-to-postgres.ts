@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import {
-  Aborted, ConfigError, connectorPlan, SchemaChanged, defineTopology, errorMessage, loadConnectorConfigs, registryFromEnv, retry, tableColumns,
+  Aborted, ConfigError, connectorPlan, SchemaChanged, defineTopology, errorMessage, loadConnectorConfigs, registryFromEnv, retry, sibling, tableColumns,
   type ConnectorPipeline, type ConnectorPlanArgs, type TopologyContext, type ValuesOf,
 } from '../pipeline/index.ts';
 import { consumerOptions, describePlan, genericJsonOption, runWithFlags, stageThreadsOption } from './run-plan.ts';
@@ -66,7 +66,7 @@ function valuesFor(v: Values, p: ConnectorPipeline, a: ConnectorPlanArgs) {
   };
 }
 
-const PLAN_MODULE = new URL('../pipeline/connector/plan.ts', import.meta.url).href;
+const PLAN_MODULE = sibling('../pipeline/connector/plan.ts', import.meta.url);
 
 /** retry(), but undefined once the run is stopped. */
 async function retryUnlessStopped<T>(what: string, fn: () => Promise<T>, ctx: TopologyContext): Promise<T | undefined> {

@@ -1,7 +1,7 @@
 import {
-  TS_WORKER,
+  sibling, startWorker,
 } from '../pipeline/index.ts';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { INVALID_KINDS, type EventTimeOptions, type InvalidKind } from './order-factory.ts';
 
 /** What the generator's worker makes for one request: n orders as bytes, ready to produce. */
@@ -39,7 +39,7 @@ export class OrderBatches {
   private failed: Error | undefined;
 
   constructor(o: OrderBatchOptions) {
-    this.worker = new Worker(TS_WORKER, { workerData: { entry: new URL('./order-batches-worker.ts', import.meta.url).href, options: o } });
+    this.worker = startWorker(sibling('./order-batches-worker.ts', import.meta.url), { options: o });
     this.worker.on('message', (b: OrderBatch) => this.waiting.shift()?.resolve(b));
     this.worker.on('error', (err) => this.fail(err));
     this.worker.on('exit', (code) => this.fail(new Error(`the order worker exited with code ${code}`)));

@@ -1,4 +1,4 @@
-import { defineTopology } from '../pipeline/index.ts';
+import { defineTopology, sibling } from '../pipeline/index.ts';
 import { ordersIngestPlan } from './orders-ingest-plan.ts';
 import { consumerOptions, describePlan, dlqTopicOf, genericJsonOption, runWithFlags, stageThreadsOption, validateNames } from './run-plan.ts';
 
@@ -27,5 +27,5 @@ export const ordersIngest = defineTopology({
   topics: (v) => ({ reads: [v.topic], writes: [dlqTopicOf(v)] }),
   describe: (v) => describePlan(ordersIngestPlan(v.topic, v.table), v),
   run: (ctx, v) => runWithFlags('orders-ingest', ordersIngestPlan(v.topic, v.table), ctx, v,
-    { module: new URL('./orders-ingest-plan.ts', import.meta.url).href, export: 'ordersIngestPlan', args: [v.topic, v.table] }),
+    { module: sibling('./orders-ingest-plan.ts', import.meta.url), export: 'ordersIngestPlan', args: [v.topic, v.table] }),
 });

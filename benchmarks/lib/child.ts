@@ -114,6 +114,11 @@ export interface TopologyRunOptions {
   onSample?: (run: TopologyRun, metrics: string) => void;
   extraNodeArgs?: string[];
   echo?: boolean;
+  /**
+   * Start it with `npm run -s topology --` itself (scripts/topology.mjs: dist/ when built and current; extraNodeArgs
+   * are not used), not from the sources with tsx. The CPU and memory samples are then npm's, not the topology's.
+   */
+  asNpmRunTopology?: boolean;
 }
 
 /**
@@ -122,9 +127,10 @@ export interface TopologyRunOptions {
  */
 export async function runTopology(o: TopologyRunOptions): Promise<TopologyRun> {
   const port = await freePort();
-  const child = spawn(process.execPath, [...(o.extraNodeArgs ?? []), '--import', 'tsx', 'pipeline/cli/main.ts', ...o.args, '--metrics-port', String(port)], {
-    cwd: projectRoot, env: o.env, stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const args = [...o.args, '--metrics-port', String(port)];
+  const child = o.asNpmRunTopology
+    ? spawn('npm', ['run', '-s', 'topology', '--', ...args], { cwd: projectRoot, env: o.env, stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn(process.execPath, [...(o.extraNodeArgs ?? []), '--import', 'tsx', 'pipeline/cli/main.ts', ...args], { cwd: projectRoot, env: o.env, stdio: ['ignore', 'pipe', 'pipe'] });
   const run: TopologyRun = {
     child, port, samples: [], stderr: [], marks: new Map(), lastMetrics: '', lastWatched: '',
     exited: new Promise((resolve) => child.on('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1)))),

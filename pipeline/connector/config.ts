@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
-import { parse as parseYaml } from 'yaml';
+import { createRequire } from 'node:module';
 import { ConfigError, errorMessage } from '../errors.ts';
 import { userPath } from '../config/options.ts';
 import { projectRoot } from '../local/paths.ts';
@@ -81,7 +81,8 @@ export function loadConnectorConfig(file: string): ConnectorPipeline[] {
   }
   let doc: unknown;
   try {
-    doc = /\.ya?ml$/i.test(file) ? parseYaml(text) : JSON.parse(text);
+    // yaml (~70 modules) is loaded for a YAML file only, not at every start.
+    doc = /\.ya?ml$/i.test(file) ? (createRequire(import.meta.url)('yaml') as typeof import('yaml')).parse(text) : JSON.parse(text);
   } catch (err) {
     throw new ConfigError(`${file}: not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'}: ${errorMessage(err)}`);
   }

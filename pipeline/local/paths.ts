@@ -2,7 +2,9 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
 /** Everything the embedded default keeps lives under `.local/` of the project (ignored by git). */
-export const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+// From pipeline/local/, or from dist/pipeline/local/ when compiled (`npm run build`).
+const up = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const projectRoot = import.meta.url.endsWith('.js') && path.basename(up) === 'dist' ? path.dirname(up) : up;
 export const localRoot = process.env.PIPELINE_LOCAL_DIR ?? path.join(projectRoot, '.local');
 
 export const KAFKA_VERSION = '4.1.1';

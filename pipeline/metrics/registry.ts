@@ -1,6 +1,8 @@
 import http from 'node:http';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { projectRoot } from '../local/paths.ts';
 import Kafka from 'node-rdkafka';
 import { mermaidBundle, STATUS_HTML } from './status-page.ts';
 
@@ -16,7 +18,7 @@ export interface RecentFlush {
 const RECENT_FLUSHES = 20;
 
 /** This build's version, as package.json has it. */
-const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+const VERSION = (JSON.parse(readFileSync(path.join(projectRoot, 'package.json'), 'utf8')) as { version: string }).version;
 
 /**
  * The pipeline's metrics, created once per process on an injected registry. The runtime updates them once per
@@ -41,7 +43,7 @@ export class PipelineMetrics {
   readonly commitDuration: Histogram<'topology'>;
   readonly lastFlush: Gauge<'topology'>;
   readonly ready: Gauge<'topology'>;
-  readonly buildInfo: Gauge<'version' | 'node' | 'librdkafka' | 'features'>;
+  readonly buildInfo: Gauge<'version' | 'node' | 'librdkafka' | 'features' | 'code'>;
 
   constructor(readonly registry: Registry) {
     const registers = [registry];
@@ -77,7 +79,7 @@ export class PipelineMetrics {
     });
     this.lastFlush = new Gauge({ name: 'pipeline_last_flush_timestamp_seconds', help: 'Unix time of the last flush committed', labelNames: ['topology'], registers });
     this.ready = new Gauge({ name: 'pipeline_ready', help: '1 while the topology is ready (connected, nothing held), as /readyz says', labelNames: ['topology'], registers });
-    this.buildInfo = new Gauge({ name: 'pipeline_build_info', help: 'Always 1: the version of this build, of Node and of librdkafka, and librdkafka\'s features', labelNames: ['version', 'node', 'librdkafka', 'features'], registers });
+    this.buildInfo = new Gauge({ name: 'pipeline_build_info', help: 'Always 1: the version of this build, of Node and of librdkafka, librdkafka\'s features, and whether it runs the compiled build (dist/) or the TypeScript sources', labelNames: ['version', 'node', 'librdkafka', 'features', 'code'], registers });
   }
 
   /** The last flushes committed, newest last: for the status page (a list, not a metric). */
@@ -92,7 +94,7 @@ export class PipelineMetrics {
     const registry = new Registry();
     collectDefaultMetrics({ register: registry });
     const metrics = new PipelineMetrics(registry);
-    metrics.buildInfo.set({ version: VERSION, node: process.versions.node, librdkafka: Kafka.librdkafkaVersion, features: Kafka.features.join(',') }, 1);
+    metrics.buildInfo.set({ version: VERSION, node: process.versions.node, librdkafka: Kafka.librdkafkaVersion, features: Kafka.features.join(','), code: import.meta.url.endsWith('.js') ? 'compiled' : 'sources' }, 1);
     return metrics;
   }
 }

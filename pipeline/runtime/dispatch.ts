@@ -61,8 +61,10 @@ export class Dispatcher {
   /** One lane's part of a poll: run here now, or sent to a worker (its result is applied after every earlier one). */
   dispatch(batch: PackedBatch): void {
     // Until the workers have built their plan, batches run here, as they would with no workers (a plan that prepares
-    // its batches, e.g. with a schema fetch, prepares them in the worker, so it waits for the workers).
-    if (!this.workers || (!this.sentToWorkers && !this.workers.ready && !this.o.executor.needsPrepare)) {
+    // its batches, e.g. with a schema fetch, prepares them in the worker, so it waits for the workers). A worker that
+    // failed gets the batch, which fails with its reason: the run stops rather than go on without it unnoticed.
+    const early = this.workers && !this.sentToWorkers && !this.workers.ready && !this.workers.failedWith && !this.o.executor.needsPrepare;
+    if (!this.workers || early) {
       this.apply(batch);
       return;
     }

@@ -1,4 +1,4 @@
-import { Worker } from 'node:worker_threads';
+import { Worker, type WorkerOptions } from 'node:worker_threads';
 import { batchBuffers, type PackedBatch } from '../sources/packed-batch.ts';
 import type { StageCounts } from '../dsl/executor.ts';
 import type { DeadLetterReason } from '../errors.ts';
@@ -6,6 +6,25 @@ import type { BatchRows } from './batch.ts';
 
 /** Starts a worker thread on a TypeScript module: new Worker(TS_WORKER, { workerData: { entry: <file URL>, ... } }). */
 export const TS_WORKER = new URL('./ts-worker.mjs', import.meta.url);
+
+/**
+ * A module beside `base` (the caller's import.meta.url), named as its source is (`./x.ts`): the compiled `x.js` when
+ * the caller is itself compiled JavaScript (dist/, what `npm run topology` runs once built), else the source.
+ */
+export function sibling(name: string, base: string): string {
+  const href = new URL(name, base).href;
+  return base.endsWith('.js') ? href.replace(/\.ts$/, '.js') : href;
+}
+
+/**
+ * Starts a worker thread on a module (a file URL, as sibling gives it): a TypeScript source through TS_WORKER,
+ * which registers tsx in that thread first; compiled JavaScript as it is. `workerData.entry` is the module.
+ */
+export function startWorker(entry: string, workerData: object, options: Omit<WorkerOptions, 'workerData'> = {}): Worker {
+  return entry.endsWith('.ts')
+    ? new Worker(TS_WORKER, { ...options, workerData: { ...workerData, entry } })
+    : new Worker(new URL(entry), { ...options, workerData: { ...workerData, entry } });
+}
 
 /**
  * Where a stage worker gets its plan: a module and an exported function that builds it, with the arguments the
@@ -55,8 +74,7 @@ export class StageWorkers {
 
   constructor(threads: number, plan: PlanRef, directJson = true) {
     for (let i = 0; i < threads; i++) {
-      const w = new Worker(TS_WORKER, {
-        workerData: { entry: new URL('./stage-worker.ts', import.meta.url).href, plan, directJson },
+      const w = startWorker(sibling('./stage-worker.ts', import.meta.url), { plan, directJson }, {
         // A worker holds a polled batch or two, run 128 records at a time (runtime/batch.ts) so that its objects die
         // young. Its young generation is capped small: a larger one spends less time in GC but raised the latency p99
         // and the steady RSS (`npm run bench -- latency`, `-- ingest`; docs/performance.md).
@@ -92,6 +110,11 @@ export class StageWorkers {
    */
   get ready(): boolean {
     return this.readyCount === this.workers.length;
+  }
+
+  /** A worker has failed (its plan could not be built, or it exited): every batch sent from now on is rejected with why. */
+  get failedWith(): Error | undefined {
+    return this.failed;
   }
 
   /** Runs a batch; its buffers are transferred (unusable here until the result hands them back). */

@@ -82,7 +82,7 @@ describe('the topology CLI', () => {
       const lastFlush = Number(/pipeline_last_flush_timestamp_seconds\{topology="orders-ingest"\} (\S+)/.exec(body)?.[1]);
       assert.ok(Math.abs(lastFlush - Date.now() / 1000) < 120, `last flush at ${lastFlush}`);
       assert.match(body, /pipeline_ready\{topology="orders-ingest"\} 1\n/);
-      assert.match(body, /pipeline_build_info\{version="\d+\.\d+\.\d+",node="[^"]+",librdkafka="\d[^"]*",features="[^"]*zstd[^"]*"\} 1\n/);
+      assert.match(body, /pipeline_build_info\{version="\d+\.\d+\.\d+",node="[^"]+",librdkafka="\d[^"]*",features="[^"]*zstd[^"]*",code="sources"\} 1\n/);
       // Some metrics only, by name: nothing else is collected or sent.
       const some = (await get('/metrics?name[]=pipeline_sink_rows_written_total&name[]=pipeline_records_invalid_total&name[]=no_such_metric')).body;
       assert.match(some, /pipeline_sink_rows_written_total\{[^}]*\} 500/);

@@ -70,6 +70,31 @@ describe('stage workers', () => {
     }
   });
 
+  it('say when every worker has built its plan: until then the dispatcher runs batches on the main thread', async () => {
+    const workers = new StageWorkers(2, { module: PLAN_MODULE, export: 'ordersIngestPlan', args: ['orders', 'orders_data'] });
+    try {
+      // A worker loads its own modules and builds its plan after it starts: not ready at once.
+      assert.equal(workers.ready, false);
+      const until = Date.now() + 30_000;
+      while (!workers.ready && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(workers.ready, true, 'the workers never said they were ready');
+      const r = await workers.run(packMessages('orders', batch().slice(0, 10)));
+      assert.equal(r.copy[0].src.length, 10);
+    } finally {
+      await workers.close();
+    }
+  });
+
+  it('are never ready when a worker cannot build its plan', async () => {
+    const workers = new StageWorkers(1, { module: PLAN_MODULE, export: 'noSuchPlan', args: [] });
+    try {
+      await assert.rejects(workers.run(packMessages('orders', batch().slice(0, 5))));
+      assert.equal(workers.ready, false);
+    } finally {
+      await workers.close();
+    }
+  });
+
   it('fail every batch waiting when a worker cannot build its plan, with the reason', async () => {
     const workers = new StageWorkers(1, { module: PLAN_MODULE, export: 'noSuchPlan', args: [] });
     try {
