@@ -192,10 +192,22 @@ export class KafkaSource implements Source {
   /** Each input's positions as of its last poll (readPosition). */
   private readonly positions: Map<number, number>[] = [];
 
+  /**
+   * Each input's assignment as of an epoch. node-rdkafka's position() with no list asks librdkafka for the assignment
+   * first, a request answered by librdkafka's main thread while the event loop waits: ~1 ms a poll on a busy machine,
+   * the main thread's largest item in a profile of the ingest. The assignment changes only in rebalance(), which bumps
+   * the epoch right after each assign or unassign, so one read per epoch is the same list.
+   */
+  private readonly assigned: { epoch: number; partitions: Kafka.TopicPartition[] }[] = [];
+
   private notePositions(input: number): void {
     const m = new Map<number, number>();
     try {
-      for (const p of this.consumers[input].position()) if (typeof p.offset === 'number' && p.offset >= 0) m.set(p.partition, p.offset);
+      let a = this.assigned[input];
+      if (a?.epoch !== this.epoch) a = this.assigned[input] = { epoch: this.epoch, partitions: this.consumers[input].assignments() };
+      if (a.partitions.length) {
+        for (const p of this.consumers[input].position(a.partitions)) if (typeof p.offset === 'number' && p.offset >= 0) m.set(p.partition, p.offset);
+      }
     } catch { /* not assigned: nothing known */ }
     this.positions[input] = m;
   }
