@@ -2,9 +2,11 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
 /** Everything the embedded default keeps lives under `.local/` of the project (ignored by git). */
-// From pipeline/local/, or from dist/pipeline/local/ when compiled (`npm run build`).
+/** This process runs the compiled build (dist/, `npm run build`), not the TypeScript sources. */
+export const compiled = import.meta.url.endsWith('.js');
+// From pipeline/local/, or from dist/pipeline/local/ when compiled.
 const up = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const projectRoot = import.meta.url.endsWith('.js') && path.basename(up) === 'dist' ? path.dirname(up) : up;
+export const projectRoot = compiled && path.basename(up) === 'dist' ? path.dirname(up) : up;
 export const localRoot = process.env.PIPELINE_LOCAL_DIR ?? path.join(projectRoot, '.local');
 
 export const KAFKA_VERSION = '4.1.1';

@@ -2,7 +2,7 @@ import http from 'node:http';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { projectRoot } from '../local/paths.ts';
+import { compiled, projectRoot } from '../local/paths.ts';
 import Kafka from 'node-rdkafka';
 import { mermaidBundle, STATUS_HTML } from './status-page.ts';
 
@@ -94,7 +94,7 @@ export class PipelineMetrics {
     const registry = new Registry();
     collectDefaultMetrics({ register: registry });
     const metrics = new PipelineMetrics(registry);
-    metrics.buildInfo.set({ version: VERSION, node: process.versions.node, librdkafka: Kafka.librdkafkaVersion, features: Kafka.features.join(','), code: import.meta.url.endsWith('.js') ? 'compiled' : 'sources' }, 1);
+    metrics.buildInfo.set({ version: VERSION, node: process.versions.node, librdkafka: Kafka.librdkafkaVersion, features: Kafka.features.join(','), code: compiled ? 'compiled' : 'sources' }, 1);
     return metrics;
   }
 }

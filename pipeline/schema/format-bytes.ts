@@ -9,8 +9,6 @@
 export type BytesCheck = (b: Uint8Array, start: number, end: number) => boolean;
 
 export const isDigit = (c: number) => c >= 0x30 && c <= 0x39;
-/** 0-9 a-f A-F */
-export const isHex = (c: number) => (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46);
 /** The character, lower-cased when it is an ASCII letter. */
 const lower = (c: number) => (c >= 0x41 && c <= 0x5a ? c + 0x20 : c);
 const URN = Buffer.from('urn:uuid:', 'latin1');
