@@ -4,7 +4,7 @@ import {
   Aborted, ConfigError, connectorPlan, SchemaChanged, defineTopology, errorMessage, loadConnectorConfigs, registryFromEnv, retry, sibling, tableColumns,
   type ConnectorPipeline, type ConnectorPlanArgs, type TopologyContext, type ValuesOf,
 } from '../pipeline/index.ts';
-import { consumerOptions, describePlan, genericJsonOption, runWithFlags, stageThreadsOption } from './run-plan.ts';
+import { consumerOptions, describePlan, genericJsonOption, runWithFlags, stageThreadsOption, textCopyOption } from './run-plan.ts';
 
 const options = [
   { name: 'config', type: 'list', help: 'a connector config, JSON or YAML (schemas/connector.schema.json); repeatable, all run in one process' },
@@ -13,6 +13,7 @@ const options = [
   ...consumerOptions({ group: 'kafka-to-postgres', batch: 10_000, lanes: 2 }),
   stageThreadsOption(1),
   genericJsonOption,
+  textCopyOption,
 ] as const;
 
 type Values = ValuesOf<typeof options>;

@@ -1,6 +1,6 @@
 import { defineTopology, sibling } from '../pipeline/index.ts';
 import { ordersIngestPlan } from './orders-ingest-plan.ts';
-import { consumerOptions, describePlan, dlqTopicOf, genericJsonOption, runWithFlags, stageThreadsOption, validateNames } from './run-plan.ts';
+import { consumerOptions, describePlan, dlqTopicOf, genericJsonOption, runWithFlags, stageThreadsOption, textCopyOption, validateNames } from './run-plan.ts';
 
 export { ORDER_COLUMNS, orderRow, ORDERS_TABLE_SQL, ordersIngestPlan } from './orders-ingest-plan.ts';
 
@@ -21,6 +21,7 @@ export const ordersIngest = defineTopology({
     ...consumerOptions({ group: 'orders-ingest', batch: INGEST_BATCH_SIZE, lanes: INGEST_SINK_CONNECTIONS }),
     stageThreadsOption(1),
     genericJsonOption,
+    textCopyOption,
     { name: 'table', type: 'string', default: 'orders_data', help: 'Postgres table the orders go to' },
   ],
   validate: validateNames,

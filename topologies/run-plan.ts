@@ -18,7 +18,7 @@ export const consumerOptions = (defaults: { group: string; batch: number; lanes?
 ] as const satisfies readonly OptionSpec[];
 
 /** What the common flags give, and the optional ones of some topologies. */
-export type ConsumerValues = ValuesOf<ReturnType<typeof consumerOptions>> & { table: string; 'stage-threads'?: number; 'generic-json'?: boolean | undefined };
+export type ConsumerValues = ValuesOf<ReturnType<typeof consumerOptions>> & { table: string; 'stage-threads'?: number; 'generic-json'?: boolean | undefined; 'text-copy'?: boolean | undefined };
 
 /**
  * For stateless plans whose sinks are Postgres tables: worker threads that run the stages and the COPY encoding.
@@ -33,6 +33,12 @@ export const stageThreadsOption = (defaultThreads: number) => ({
 export const genericJsonOption = {
   name: 'generic-json', type: 'bool',
   help: 'parse every value with JSON.parse and validate it with ajv, also those the direct reader would read straight into rows (for comparison)',
+} as const satisfies OptionSpec;
+
+/** For plans whose direct reader's rows can go to Postgres in COPY's binary format (codec/copy-binary.ts). */
+export const textCopyOption = {
+  name: 'text-copy', type: 'bool',
+  help: 'COPY every row as text, also those that would go in binary (for comparison)',
 } as const satisfies OptionSpec;
 
 export const dlqTopicOf = (v: { topic: string; 'dlq-topic': string | undefined }) => v['dlq-topic'] ?? `${v.topic}.dlq`;
@@ -69,6 +75,7 @@ export function runSettings(v: ConsumerValues): RunPlanSettings {
     lanes: v['sink-connections'],
     stageThreads: v['stage-threads'] ?? 0,
     directJson: !v['generic-json'],
+    textCopy: v['text-copy'] === true,
     stopWhenIdleMs: v['stop-when-idle'] === undefined ? undefined : v['stop-when-idle'] * 1000,
     processingGuarantee: v['processing-guarantee'],
   };

@@ -1,6 +1,7 @@
 import { isMultipleOf } from '../schema/decimal.ts';
 import { isDigit, type BytesCheck } from '../schema/format-bytes.ts';
 import type { CopyRowsBuilder } from '../sinks/copy-segment.ts';
+import type { ColumnEncoder, JsonKind } from './copy-binary.ts';
 
 /**
  * JSON values straight to COPY rows, for a flat object schema whose properties are the sink's columns by name: one
@@ -28,6 +29,13 @@ export interface JsonRows {
   read(bytes: Uint8Array, start: number, end: number): boolean;
   /** Appends the row last read (from the same bytes) to rows. */
   write(bytes: Uint8Array, rows: CopyRowsBuilder): void;
+  /**
+   * Appends the row last read to rows (a binary builder) with an encoder per column (codec/copy-binary.ts); false,
+   * with nothing appended, when some value is not one its encoder writes.
+   */
+  writeBinary(bytes: Uint8Array, rows: CopyRowsBuilder, encoders: readonly ColumnEncoder[]): boolean;
+  /** What each column holds in a row it reads: a JSON string's content or a number's bytes. */
+  readonly columnKinds: readonly JsonKind[];
 }
 
 /** A format's check as ajv runs it, on bytes (validator.ts gives ajv's), or undefined when it has none. */
@@ -95,7 +103,8 @@ export function compileJsonRows(schema: unknown, columns: readonly string[], for
   // Present in every record it reads: the required properties and the columns.
   const needed = [...new Set([...required.map(index), ...columns.map(index)])];
   if (needed.includes(-1)) return undefined; // a required property the schema does not describe: never read
-  return new FlatJsonRows(properties, needed, columns.length);
+  const kinds = columns.map((c): JsonKind => (properties[index(c)].kind === Kind.String ? 'string' : 'number'));
+  return new FlatJsonRows(properties, needed, kinds);
 }
 
 const POW10 = Array.from({ length: 16 }, (_, k) => 10 ** k);
@@ -111,10 +120,10 @@ class FlatJsonRows implements JsonRows {
   private readonly starts: Int32Array;
   private readonly ends: Int32Array;
 
-  constructor(private readonly properties: Property[], private readonly needed: number[], columns: number) {
+  constructor(private readonly properties: Property[], private readonly needed: number[], readonly columnKinds: readonly JsonKind[]) {
     this.seen = new Float64Array(properties.length);
-    this.starts = new Int32Array(columns);
-    this.ends = new Int32Array(columns);
+    this.starts = new Int32Array(columnKinds.length);
+    this.ends = new Int32Array(columnKinds.length);
   }
 
   read(b: Uint8Array, start: number, end: number): boolean {
@@ -151,6 +160,10 @@ class FlatJsonRows implements JsonRows {
 
   write(b: Uint8Array, rows: CopyRowsBuilder): void {
     rows.appendFields(b, this.starts, this.ends);
+  }
+
+  writeBinary(b: Uint8Array, rows: CopyRowsBuilder, encoders: readonly ColumnEncoder[]): boolean {
+    return rows.appendBinary(b, this.starts, this.ends, encoders);
   }
 
   /** The property whose name is the key at b[start] (up to its closing quote), or -1. */

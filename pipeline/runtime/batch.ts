@@ -5,7 +5,8 @@ import { keyPosition, type PostgresAppendSinkSpec } from '../dsl/plan.ts';
 import type { JsonRows } from '../codec/json-rows.ts';
 import { batchSize, recordOf, type PackedBatch } from '../sources/packed-batch.ts';
 import type { StageContext, StreamRecord } from '../records.ts';
-import { CopyRowsBuilder, lineStart, type CopyRows } from '../sinks/copy-segment.ts';
+import { CopyRowsBuilder, lineStart, type BinaryRows, type CopyRows } from '../sinks/copy-segment.ts';
+import { binaryEncoders, binaryKeyTypes, type ColumnEncoder } from '../codec/copy-binary.ts';
 
 /** A Postgres append sink of a plan, as the runtime encodes rows for it. */
 export interface CopyTarget {
@@ -16,6 +17,8 @@ export interface CopyTarget {
   keyFields: number;
   /** Reads a message's JSON straight into its row: the direct-json-rows rewrite (dsl/optimize.ts) found this sink. */
   direct?: JsonRows;
+  /** The direct reader's rows go in COPY's binary format, each column by its encoder (useBinaryCopy). */
+  binary?: { encoders: ColumnEncoder[]; rows: BinaryRows };
 }
 
 /** The Postgres append sinks of the executor's plan, with the direct reader when the optimiser found one. */
@@ -27,6 +30,21 @@ export function copyTargets(executor: PlanExecutor): Map<string, CopyTarget> {
   const direct = executor.direct;
   if (direct) out.get(direct.sink)!.direct = direct.reader;
   return out;
+}
+
+/**
+ * Has the direct reader's rows for sink written in COPY's binary format when every column's Postgres type (types, in
+ * the sink's column order) has an encoder for what the reader finds in it, and the key's types print back as their
+ * COPY text (codec/copy-binary.ts); whether it will.
+ */
+export function useBinaryCopy(targets: Map<string, CopyTarget>, sink: string, types: readonly string[]): boolean {
+  const t = targets.get(sink);
+  if (!t?.direct) return false;
+  const encoders = binaryEncoders(types, t.direct.columnKinds);
+  const keyTypes = t.keyAt < 0 ? [] : types.slice(t.keyAt, t.keyAt + t.keyFields);
+  if (!encoders || !binaryKeyTypes(keyTypes)) return false;
+  t.binary = { encoders, rows: { keyTypes } };
+  return true;
 }
 
 /**
@@ -71,9 +89,26 @@ export function runBatch(executor: PlanExecutor, batch: PackedBatch, ctx: StageC
     let b = builders.get(name);
     if (!b) {
       const row = target.spec.row;
-      builders.set(name, (b = { rows: new CopyRowsBuilder(target.keyAt, n, batch.values.byteLength, target.keyFields), src: new Uint32Array(n), values: (r) => row(r.value, r.key, r) }));
+      const binary = target.direct && target.binary?.rows;
+      builders.set(name, (b = { rows: new CopyRowsBuilder(target.keyAt, n, batch.values.byteLength, target.keyFields, binary), src: new Uint32Array(n), values: (r) => row(r.value, r.key, r) }));
     }
     return b;
+  };
+  const { values, valueEnds, nullValue } = batch;
+  /**
+   * The batch's rows so far again, as text: binary rows cannot share a COPY with text ones, and a row binary cannot
+   * carry, or one that went through the stages, makes the whole batch text. Only direct rows are binary, so each is
+   * read again from its message.
+   */
+  const toText = (b: { rows: CopyRowsBuilder; src: Uint32Array }, target: CopyTarget) => {
+    const reader = target.direct!;
+    const text = new CopyRowsBuilder(target.keyAt, n, batch.values.byteLength, target.keyFields);
+    for (let j = 0; j < b.rows.length; j++) {
+      const i = b.src[j];
+      reader.read(values, lineStart(valueEnds, i), valueEnds[i]);
+      reader.write(values, text);
+    }
+    b.rows = text;
   };
   const other = new Map<string, StreamRecord[]>();
   const reject = (r: StreamRecord, reason: DeadLetterReason, message: string) => ctx.deadLetter(r, reason, message);
@@ -89,6 +124,7 @@ export function runBatch(executor: PlanExecutor, batch: PackedBatch, ctx: StageC
         continue;
       }
       const b = builder(name, target);
+      if (b.rows.binary) toText(b, target);
       const at = b.rows.length;
       const rows = b.rows.append(records, b.values, reject);
       for (let i = 0; i < rows.length; i++) b.src[at + i] = (rows[i] as Sourced).src;
@@ -104,17 +140,25 @@ export function runBatch(executor: PlanExecutor, batch: PackedBatch, ctx: StageC
     const [name, target] = direct;
     const reader = target.direct!;
     const b = builder(name, target);
-    const { values, valueEnds, nullValue } = batch;
+    const encoders = target.binary?.encoders;
     let slow: Sourced[] = [];
     let read = 0;
     for (let i = 0; i < n; i++) {
-      if (nullValue[i] === 0 && reader.read(values, lineStart(valueEnds, i), valueEnds[i])) {
+      const start = lineStart(valueEnds, i);
+      if (nullValue[i] === 0 && reader.read(values, start, valueEnds[i])) {
         if (slow.length) {
+          const binary = b.rows.binary;
           run(slow);
           slow = [];
+          if (binary && !b.rows.binary) reader.read(values, start, valueEnds[i]); // toText read the others since
         }
         b.src[b.rows.length] = i;
-        reader.write(values, b.rows);
+        if (!b.rows.binary) reader.write(values, b.rows);
+        else if (!reader.writeBinary(values, b.rows, encoders!)) {
+          toText(b, target);
+          reader.read(values, start, valueEnds[i]); // toText read the others since
+          reader.write(values, b.rows);
+        }
         read++;
       } else if (slow.push(sourced(i)) === CHUNK) {
         run(slow);

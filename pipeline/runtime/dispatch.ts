@@ -1,7 +1,7 @@
 import type { PlanExecutor, StageCounts } from '../dsl/executor.ts';
 import type { StageContext, StreamRecord } from '../records.ts';
 import { recordOf, type PackedBatch } from '../sources/packed-batch.ts';
-import { copyTargets, runBatch, type BatchRows, type CopyTarget } from './batch.ts';
+import { copyTargets, runBatch, useBinaryCopy, type BatchRows, type CopyTarget } from './batch.ts';
 import type { PendingBatch } from './flush-plan.ts';
 import { StageWorkers, type PlanRef, type WorkerResult } from './stage-workers.ts';
 
@@ -46,6 +46,16 @@ export class Dispatcher {
       }
       this.workers = new StageWorkers(o.threads, o.planRef, o.directJson);
     }
+  }
+
+  /**
+   * From now on, the direct reader's rows for sink go in COPY's binary format when its columns' Postgres types allow
+   * it (runtime/batch.ts useBinaryCopy), here and in every stage worker; whether they will.
+   */
+  useBinaryCopy(sink: string, types: readonly string[]): boolean {
+    if (!useBinaryCopy(this.targets, sink, types)) return false;
+    this.workers?.tell({ binaryCopy: { sink, types } });
+    return true;
   }
 
   /** Batches a worker may hold, in flight or waiting, before the loop waits: the workers' backpressure. */
@@ -118,7 +128,7 @@ export class Dispatcher {
 function addRows(pending: PendingBatch, name: string, rows: Omit<BatchRows, 'text'> & { text: Uint8Array }, batch: PackedBatch): void {
   if (!rows.src.length) return;
   pending.add(name, {
-    text: Buffer.from(rows.text.buffer, rows.text.byteOffset, rows.text.byteLength), ends: rows.ends, keyHashes: rows.keyHashes, keyAt: rows.keyAt, keyFields: rows.keyFields,
+    text: Buffer.from(rows.text.buffer, rows.text.byteOffset, rows.text.byteLength), ends: rows.ends, keyHashes: rows.keyHashes, keyAt: rows.keyAt, keyFields: rows.keyFields, binary: rows.binary,
     record: (i: number) => recordOf(batch, rows.src[i]),
   });
 }

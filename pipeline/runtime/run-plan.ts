@@ -28,6 +28,8 @@ export interface RunPlanSettings {
   stageThreads: number;
   /** false: no record is read straight into its row (the direct-json-rows rewrite is not applied). */
   directJson: boolean;
+  /** true: COPY every row as text, also those the direct reader could write in binary (for comparison). */
+  textCopy?: boolean;
   stopWhenIdleMs?: number;
   /**
    * exactly-once (the default): Postgres sinks commit with the source offsets in Postgres; a plan whose sinks are all
@@ -87,6 +89,7 @@ export async function runPlan(name: string, plan: TopologyPlan, ctx: TopologyCon
     stageThreads: s.stageThreads,
     planRef: s.planRef,
     directJson: s.directJson,
+    textCopy: s.textCopy,
     globalTables: (tables) => new KafkaGlobalTables(ctx.kafka, tables, ctx.log, s.groupId),
     stopWhenIdleMs: s.stopWhenIdleMs,
     drain: ctx.drain,

@@ -4,11 +4,11 @@ import { optimize } from '../dsl/optimize.ts';
 import type { TopologyPlan } from '../dsl/plan.ts';
 import { errorMessage } from '../errors.ts';
 import type { StageContext, StreamRecord } from '../records.ts';
-import { copyTargets, runBatch, type Sourced } from './batch.ts';
+import { copyTargets, runBatch, useBinaryCopy, type Sourced } from './batch.ts';
 import { retry } from './retry.ts';
 import { registryGiveUpMs } from '../schema/registry.ts';
 import { batchBuffers, batchSize, recordOf } from '../sources/packed-batch.ts';
-import type { PlanRef, WorkerBatch, WorkerCopyOutput, WorkerReady, WorkerResult } from './stage-workers.ts';
+import type { PlanRef, WorkerBatch, WorkerCopyOutput, WorkerReady, WorkerResult, WorkerSetting } from './stage-workers.ts';
 
 /** The worker side of StageWorkers: builds the plan from its PlanRef, then runs every batch it is sent. */
 
@@ -55,8 +55,12 @@ async function handle(b: WorkerBatch): Promise<void> {
 
 // One batch at a time, in the order they came: prepare() may wait (a schema fetch), and batches must not overtake.
 let queue = Promise.resolve();
-port.on('message', (b: WorkerBatch) => {
-  queue = queue.then(() => handle(b));
+port.on('message', (m: WorkerBatch | WorkerSetting) => {
+  if ('binaryCopy' in m) {
+    useBinaryCopy(targets, m.binaryCopy.sink, m.binaryCopy.types);
+    return;
+  }
+  queue = queue.then(() => handle(m));
 });
 // The plan is built: from now on the main thread sends its batches here (until then it runs them itself).
 port.postMessage({ ready: true } satisfies WorkerReady);

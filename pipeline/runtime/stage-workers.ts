@@ -43,6 +43,11 @@ export type WorkerBatch = PackedBatch & { id: number };
 /** A sink's rows of a batch, as they come back from a worker (the text's Buffer arrives as a plain Uint8Array). */
 export type WorkerCopyOutput = Omit<BatchRows, 'text'> & { name: string; text: Uint8Array };
 
+/** A setting every worker takes before the batches sent after it: the sink whose rows go in binary, with its column types. */
+export interface WorkerSetting {
+  binaryCopy: { sink: string; types: readonly string[] };
+}
+
 /** What a worker posts once, when its plan is built and it takes batches. */
 export interface WorkerReady {
   ready: true;
@@ -126,6 +131,11 @@ export class StageWorkers {
       this.waiting.set(id, { resolve, reject });
       this.workers[id % this.workers.length].postMessage(batch, batchBuffers(batch));
     });
+  }
+
+  /** Sends a setting to every worker (before any batch sent after it). */
+  tell(setting: WorkerSetting): void {
+    for (const w of this.workers) w.postMessage(setting);
   }
 
   async close(): Promise<void> {

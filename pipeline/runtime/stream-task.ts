@@ -67,6 +67,8 @@ export interface StreamTaskOptions {
   stageThreads?: number;
   planRef?: PlanRef;
   directJson?: boolean;
+  /** true: every row goes to Postgres as COPY text, also those binary COPY could carry (see Dispatcher.useBinaryCopy). */
+  textCopy?: boolean;
   /** What fills the plan's global tables (kafka/global-tables.ts), given them: read whole before any record is processed. */
   globalTables?: (tables: ReadonlyMap<string, GlobalTable>) => GlobalTableFeed;
   stopWhenIdleMs?: number;
@@ -172,6 +174,12 @@ export class StreamTask {
     try {
       try {
         await retry('preparing state and sinks', () => o.committer.setup(), o.log, o.signal);
+        if (!o.textCopy) {
+          for (const sink of o.sinks) {
+            const types = sink.binaryColumnTypes?.();
+            if (types && this.dispatcher.useBinaryCopy(sink.name, types)) o.log(`${sink.label}: rows read straight from JSON go in binary COPY (--text-copy: as text)`);
+          }
+        }
         await retry(`connecting to ${this.source.kind === 'kafka' ? 'Kafka' : this.source.topic}`, () => this.source.connect(), o.log, o.signal);
         if (this.executor.globalTables.size) {
           if (!o.globalTables) throw new Error('the plan reads global tables, and nothing was given to fill them');

@@ -1,4 +1,5 @@
 import { encodeCopyRow, encodeCopyValue, type CopyValue } from '../codec/copy-text.ts';
+import { binaryKeyText, MAX_VALUE_BYTES, type ColumnEncoder } from '../codec/copy-binary.ts';
 import { CopyEncodeError, errorMessage, type DeadLetterReason } from '../errors.ts';
 import type { StreamRecord } from '../records.ts';
 
@@ -8,10 +9,12 @@ import type { StreamRecord } from '../records.ts';
  * Postgres rejects a row does it look at single lines (see PostgresCopySink).
  */
 export interface CopySegment {
-  /** The COPY text of every row, one line each. */
+  /** The COPY data of every row: a line of text each, or a binary tuple each when `binary` is set. */
   text: Buffer;
-  /** Where each row's line ends, in bytes; row i is text[ends[i-1] .. ends[i]). */
+  /** Where each row ends, in bytes; row i is text[ends[i-1] .. ends[i]). */
   ends: Uint32Array;
+  /** Set when the rows are in COPY's binary format (codec/copy-binary.ts): the types of the key columns. */
+  binary?: BinaryRows;
   /** Each row's key hash (keyHash of the sink's key column as COPY text), when the sink has one: for in-batch duplicates. */
   keyHashes: Uint32Array | undefined;
   /** The (first) key column's index in a row, -1 when the sink has none. */
@@ -20,6 +23,11 @@ export interface CopySegment {
   keyFields: number;
   /** The record row i came from: its dead letter if Postgres rejects it, and its partition. */
   record(i: number): StreamRecord;
+}
+
+/** What a segment of binary rows carries: the key columns' Postgres types, to print a key as its COPY text. */
+export interface BinaryRows {
+  keyTypes: string[];
 }
 
 /** Where entry i of entries stored back to back (a line, a value) starts: where the one before it ends. */
@@ -46,7 +54,8 @@ const FNV_PRIME = 0x01000193;
  * Row i's key as COPY text: fields keyAt .. keyAt + keyFields - 1 of its line, tabs between them (a value's own tabs
  * are escaped, so tabs split fields exactly).
  */
-export function keyField(s: { text: Buffer; ends: Uint32Array }, keyAt: number, i: number, keyFields = 1): Buffer {
+export function keyField(s: { text: Buffer; ends: Uint32Array; binary?: BinaryRows }, keyAt: number, i: number, keyFields = 1): Buffer {
+  if (s.binary) return binaryKeyText(s.text, lineStart(s.ends, i), keyAt, s.binary.keyTypes);
   let start = lineStart(s.ends, i);
   const end = s.ends[i] - 1; // the newline
   for (let f = 0; f < keyAt; f++) start = s.text.indexOf(9, start) + 1;
@@ -62,6 +71,7 @@ export function keyField(s: { text: Buffer; ends: Uint32Array }, keyAt: number, 
 export interface CopyRows {
   text: Buffer;
   ends: Uint32Array;
+  binary?: BinaryRows;
   keyHashes: Uint32Array | undefined;
   keyAt: number;
   keyFields: number;
@@ -83,7 +93,7 @@ export class CopyRowsBuilder {
    * keyAt: the first key column (-1: none), keyFields: how many adjacent columns the key is; rows and bytes: a guess
    * at the sizes it will reach (it grows past them).
    */
-  constructor(readonly keyAt: number, rows = 256, bytes = 32_768, readonly keyFields = 1) {
+  constructor(readonly keyAt: number, rows = 256, bytes = 32_768, readonly keyFields = 1, readonly binary?: BinaryRows) {
     this.text = Buffer.allocUnsafeSlow(Math.max(bytes, 64));
     this.ends = new Uint32Array(Math.max(rows, 1));
     this.hashes = keyAt < 0 ? undefined : new Uint32Array(this.ends.length);
@@ -100,6 +110,7 @@ export class CopyRowsBuilder {
    */
   append(records: StreamRecord[], toValues: (r: StreamRecord) => readonly CopyValue[], reject: (r: StreamRecord, reason: DeadLetterReason, message: string) => void): StreamRecord[] {
     const { keyAt } = this;
+    if (this.binary) throw new Error('binary COPY rows come only from the direct reader (appendBinary)');
     const rows: StreamRecord[] = [];
     const keys: number[] = [];
     const charEnds: number[] = [];
@@ -155,22 +166,45 @@ export class CopyRowsBuilder {
       for (let k = starts[c], e = ends[c]; k < e; k++) out[at++] = src[k];
     }
     out[at++] = 0x0a;
-    if (this.hashes) {
-      // keyHash over the key's characters, which are these bytes (and a tab between the fields of a composite key)
-      let h = FNV_OFFSET;
-      for (let f = this.keyAt; f < this.keyAt + this.keyFields; f++) {
-        if (f > this.keyAt) h = Math.imul(h ^ 0x09, FNV_PRIME);
-        for (let k = starts[f], e = ends[f]; k < e; k++) h = Math.imul(h ^ src[k], FNV_PRIME);
-      }
-      this.hashes[this.count] = h >>> 0;
-    }
+    if (this.hashes) this.hashes[this.count] = this.fieldsHash(src, starts, ends);
     this.ends[this.count++] = at;
     this.bytes = at;
   }
 
+  /**
+   * Appends one row in COPY's binary format, each column's value (as for appendFields) written by its encoder;
+   * false, with nothing appended, when an encoder does not take its value. The key hash is the one appendFields
+   * gives the same row, so that keys compare across text and binary segments.
+   */
+  appendBinary(src: Uint8Array, starts: Int32Array, ends: Int32Array, encoders: readonly ColumnEncoder[]): boolean {
+    const columns = starts.length;
+    let bytes = 2;
+    for (let c = 0; c < columns; c++) bytes += MAX_VALUE_BYTES + ends[c] - starts[c];
+    if (this.text.length - this.bytes < bytes) this.reserveBytes(bytes);
+    this.reserveRows(1);
+    const out = this.text;
+    let at = out.writeInt16BE(columns, this.bytes);
+    for (let c = 0; c < columns && at >= 0; c++) at = encoders[c](src, starts[c], ends[c], out, at);
+    if (at < 0) return false;
+    if (this.hashes) this.hashes[this.count] = this.fieldsHash(src, starts, ends);
+    this.ends[this.count++] = at;
+    this.bytes = at;
+    return true;
+  }
+
+  /** keyHash over the key's characters, which are these bytes (and a tab between the fields of a composite key). */
+  private fieldsHash(src: Uint8Array, starts: Int32Array, ends: Int32Array): number {
+    let h = FNV_OFFSET;
+    for (let f = this.keyAt; f < this.keyAt + this.keyFields; f++) {
+      if (f > this.keyAt) h = Math.imul(h ^ 0x09, FNV_PRIME);
+      for (let k = starts[f], e = ends[f]; k < e; k++) h = Math.imul(h ^ src[k], FNV_PRIME);
+    }
+    return h >>> 0;
+  }
+
   /** The rows so far, as views of the builder's buffers: each array in an ArrayBuffer of its own, to transfer whole. */
   finish(): CopyRows {
-    return { text: this.text.subarray(0, this.bytes), ends: this.ends.subarray(0, this.count), keyHashes: this.hashes?.subarray(0, this.count), keyAt: this.keyAt, keyFields: this.keyFields };
+    return { text: this.text.subarray(0, this.bytes), ends: this.ends.subarray(0, this.count), keyHashes: this.hashes?.subarray(0, this.count), keyAt: this.keyAt, keyFields: this.keyFields, binary: this.binary };
   }
 
   private reserveBytes(more: number): void {
@@ -208,7 +242,7 @@ export function encodeRows(records: StreamRecord[], toValues: (r: StreamRecord) 
 
 /** A segment of the encoded rows, each row's record looked up in rows. */
 export function segmentOf(e: EncodedRows): CopySegment {
-  return { text: e.text, ends: e.ends, keyHashes: e.keyHashes, keyAt: e.keyAt, keyFields: e.keyFields, record: (i) => e.rows[i] };
+  return { text: e.text, ends: e.ends, keyHashes: e.keyHashes, keyAt: e.keyAt, keyFields: e.keyFields, binary: e.binary, record: (i) => e.rows[i] };
 }
 
 /** The rows of a segment whose records pass keep, as a new segment (rebalances only: not a hot path). */
@@ -228,7 +262,7 @@ export function filterSegment(s: CopySegment, keep: (r: StreamRecord) => boolean
   }
   if (kept.length === s.ends.length) return s;
   if (!kept.length) return undefined;
-  return { text: Buffer.concat(parts), ends: Uint32Array.from(ends), keyHashes: keys && Uint32Array.from(keys), keyAt: s.keyAt, keyFields: s.keyFields, record: (i) => s.record(kept[i]) };
+  return { text: Buffer.concat(parts), ends: Uint32Array.from(ends), keyHashes: keys && Uint32Array.from(keys), keyAt: s.keyAt, keyFields: s.keyFields, binary: s.binary, record: (i) => s.record(kept[i]) };
 }
 
 /** Whether a sink's pending item is a CopySegment (a COPY sink's) rather than a record. */

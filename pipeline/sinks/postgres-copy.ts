@@ -6,6 +6,8 @@ import type { DeadLetter } from '../postgres/dead-letters.ts';
 import { checkTableShape, type TableShape } from '../postgres/table-shape.ts';
 import type { DeadLetterReason } from '../errors.ts';
 import { deadLetterOf } from '../records.ts';
+import { PipelineError } from '../errors.ts';
+import { BINARY_HEADER, BINARY_TRAILER } from '../codec/copy-binary.ts';
 import { filterSegment, keyField, lineStart, type CopySegment } from './copy-segment.ts';
 import type { FlushInfo, Sink, SinkSetup } from './sink.ts';
 
@@ -23,6 +25,8 @@ export interface PostgresCopySinkOptions {
 }
 
 const UNIQUE_VIOLATION = '23505';
+/** What Postgres says of binary COPY data it cannot read: invalid_binary_representation, bad_copy_file_format. */
+const BINARY_UNREADABLE = new Set(['22P03', '22P04']);
 
 /**
  * Appends rows with COPY, inside the transaction the committer opened for a flush (see runtime/committer.ts).
@@ -32,6 +36,9 @@ const UNIQUE_VIOLATION = '23505';
  */
 export class PostgresCopySink implements Sink<CopySegment> {
   protected readonly copySql: string;
+  private readonly copyBinarySql: string;
+  /** The columns' types, read at setup (binaryColumnTypes). */
+  private types: string[] | undefined;
   protected readonly table: string;
   readonly name: string;
   readonly label: string;
@@ -40,6 +47,11 @@ export class PostgresCopySink implements Sink<CopySegment> {
     this.label = o.table;
     this.table = tableName(o.table);
     this.copySql = `COPY ${this.table} (${o.columns.map((c) => pgp.as.name(c)).join(', ')}) FROM STDIN`;
+    this.copyBinarySql = `${this.copySql} (FORMAT binary)`;
+  }
+
+  binaryColumnTypes(): readonly string[] | undefined {
+    return this.types;
   }
 
   describe(): string {
@@ -48,14 +60,21 @@ export class PostgresCopySink implements Sink<CopySegment> {
 
   async setup(s: SinkSetup): Promise<void> {
     const { createSql, shape } = this.o;
-    if (!createSql && !shape) return;
-    await withSetupLock(s.db, async (t) => {
-      if (createSql) await t.none(createSql.replace('$TABLE', this.table));
-      if (shape) {
-        const added = await checkTableShape(t, this.table, this.o.table, shape);
-        if (added.length) s.log?.(`table ${this.o.table}: added column ${added.join(', ')} (auto-evolve)`);
-      }
-    });
+    if (createSql || shape) {
+      await withSetupLock(s.db, async (t) => {
+        if (createSql) await t.none(createSql.replace('$TABLE', this.table));
+        if (shape) {
+          const added = await checkTableShape(t, this.table, this.o.table, shape);
+          if (added.length) s.log?.(`table ${this.o.table}: added column ${added.join(', ')} (auto-evolve)`);
+        }
+      });
+    }
+    const types = await s.db.any<{ attname: string; typname: string }>(
+      `SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+        WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`, [this.table]);
+    const byName = new Map(types.map((r) => [r.attname, r.typname]));
+    const ours = this.o.columns.map((c) => byName.get(c));
+    this.types = ours.every((t) => t !== undefined) ? ours : undefined;
   }
 
   without(segments: CopySegment[], partitions: ReadonlySet<number>): CopySegment[] {
@@ -94,7 +113,30 @@ export class PostgresCopySink implements Sink<CopySegment> {
    * waits, `npm run bench -- ingest`). A row error rolls back to the savepoint and the part is split.
    */
   protected writePart(conn: Connection, rows: Rows, part: Uint32Array): Promise<unknown> {
-    return Promise.all([conn.none('SAVEPOINT copy_part'), this.copy(conn, this.copySql, rows.buffers(part))]);
+    const runs = rows.runs(part);
+    if (runs.length === 1) return Promise.all([conn.none('SAVEPOINT copy_part'), this.copyRun(conn, runs[0])]);
+    // Text and binary rows (a batch binary could not carry is text): one COPY each, one after the other, since a
+    // COPY queued behind one that failed would fail as well, for the aborted transaction.
+    return (async () => {
+      await conn.none('SAVEPOINT copy_part');
+      for (const run of runs) await this.copyRun(conn, run);
+    })();
+  }
+
+  /**
+   * A run of rows of one format. Binary data Postgres cannot read means the table is not what setup read (a column's
+   * type changed): no row of it is at fault, so the run stops rather than dead-letter them; started again, it reads
+   * the types again.
+   */
+  private async copyRun(conn: Connection, run: CopyRun): Promise<void> {
+    if (!run.binary) return this.copy(conn, this.copySql, run.buffers);
+    try {
+      await this.copy(conn, this.copyBinarySql, [BINARY_HEADER, ...run.buffers, BINARY_TRAILER]);
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (!code || !BINARY_UNREADABLE.has(code)) throw err;
+      throw new PipelineError('COPY_BINARY', `Postgres could not read the binary COPY rows for ${this.o.table} (${code}: ${(err as Error).message}): has a column's type changed since the start? Run again (the types are read at start), or with --text-copy`, { cause: err });
+    }
   }
 
   /** Writes a part inside a savepoint; on a row error, split in halves until the offending rows are alone. */
@@ -213,6 +255,12 @@ function eachKeyOnce(rows: Rows, last: boolean, repeat: (s: CopySegment, i: numb
   return last ? kept.subarray(0, n).reverse() : kept.subarray(0, n);
 }
 
+/** Rows of one COPY format, as buffers of their data. */
+export interface CopyRun {
+  binary: boolean;
+  buffers: Buffer[];
+}
+
 /** The rows of a flush's segments, numbered 0..length-1 across them. */
 export class Rows {
   readonly length: number;
@@ -245,7 +293,22 @@ export class Rows {
     return keyField(t, t.keyAt, j, t.keyFields).equals(keyField(s, s.keyAt, i, s.keyFields));
   }
 
-  /** The COPY text of the rows (ascending row numbers), as slices of the segments: one per run of consecutive rows. */
+  /** The rows (ascending row numbers) as runs of one COPY format each, in order (see buffers). */
+  runs(part: Uint32Array): CopyRun[] {
+    const binary = !!this.segments[0]?.binary;
+    if (this.segments.every((s) => !!s.binary === binary)) return [{ binary, buffers: this.buffers(part) }];
+    const out: CopyRun[] = [];
+    let from = 0;
+    for (let k = 1; k <= part.length; k++) {
+      const isBinary = !!this.locate(part[k - 1])[0].binary;
+      if (k < part.length && !!this.locate(part[k])[0].binary === isBinary) continue;
+      out.push({ binary: isBinary, buffers: this.buffers(part.subarray(from, k)) });
+      from = k;
+    }
+    return out;
+  }
+
+  /** The COPY data of the rows (ascending row numbers), as slices of the segments: one per run of consecutive rows. */
   buffers(part: Uint32Array): Buffer[] {
     const out: Buffer[] = [];
     let k = 0;

@@ -62,6 +62,11 @@ export class PostgresUpsertSink extends PostgresCopySink {
     return `Postgres table ${this.u.table} (upsert on ${this.u.keyColumns.join(', ')}${this.u.deleteOnTombstone ? ', delete on tombstone' : ''}: COPY into staging, INSERT ... ON CONFLICT, in the flush's transaction)`;
   }
 
+  /** The staging tables' COPY is text: every row goes through them. */
+  override binaryColumnTypes(): undefined {
+    return undefined;
+  }
+
   override async setup(s: SinkSetup): Promise<void> {
     await super.setup(s);
     const keys = await s.db.any<{ cols: string[] }>(

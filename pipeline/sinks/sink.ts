@@ -38,6 +38,11 @@ export interface Sink<In = unknown> {
   /** The items of a pending batch less those of the partitions (given up in a rebalance, or rewound). */
   without(items: In[], partitions: ReadonlySet<number>): In[];
   produce?(items: In[], producer: KafkaProducer): Promise<void>;
+  /**
+   * The Postgres type (pg_type.typname) of each column, in the sink's column order, read at setup: a sink that gives
+   * them takes segments of binary COPY rows (codec/copy-binary.ts) as well as text ones.
+   */
+  binaryColumnTypes?(): readonly string[] | undefined;
   /** Rows Postgres rejects go to rejected; returns the rows written. */
   write?(conn: Connection, items: In[], flush: FlushInfo, rejected: DeadLetter[]): Promise<number>;
 }
