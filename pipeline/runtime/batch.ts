@@ -35,15 +35,15 @@ export function copyTargets(executor: PlanExecutor): Map<string, CopyTarget> {
 /**
  * Has the direct reader's rows for sink written in COPY's binary format when every column's Postgres type (types, in
  * the sink's column order) has an encoder for what the reader finds in it, and the key's types print back as their
- * COPY text (codec/copy-binary.ts); whether it will.
+ * COPY text (codec/copy-binary.ts); whether it will. Given no types, or types it cannot write, the rows go as text.
  */
-export function useBinaryCopy(targets: Map<string, CopyTarget>, sink: string, types: readonly string[]): boolean {
+export function useBinaryCopy(targets: Map<string, CopyTarget>, sink: string, types: readonly string[] | undefined): boolean {
   const t = targets.get(sink);
   if (!t?.direct) return false;
-  const encoders = binaryEncoders(types, t.direct.columnKinds);
-  const keyTypes = t.keyAt < 0 ? [] : types.slice(t.keyAt, t.keyAt + t.keyFields);
-  if (!encoders || !binaryKeyTypes(keyTypes)) return false;
-  t.binary = { encoders, rows: { keyTypes } };
+  t.binary = undefined;
+  const encoders = types && binaryEncoders(types, t.direct.columnKinds);
+  if (!types || !encoders || !binaryKeyTypes(t.keyAt < 0 ? [] : types.slice(t.keyAt, t.keyAt + t.keyFields))) return false;
+  t.binary = { encoders, rows: { types: [...types] } };
   return true;
 }
 

@@ -52,10 +52,9 @@ export class Dispatcher {
    * From now on, the direct reader's rows for sink go in COPY's binary format when its columns' Postgres types allow
    * it (runtime/batch.ts useBinaryCopy), here and in every stage worker; whether they will.
    */
-  useBinaryCopy(sink: string, types: readonly string[]): boolean {
-    if (!useBinaryCopy(this.targets, sink, types)) return false;
+  useBinaryCopy(sink: string, types: readonly string[] | undefined): boolean {
     this.workers?.tell({ binaryCopy: { sink, types } });
-    return true;
+    return useBinaryCopy(this.targets, sink, types);
   }
 
   /** Batches a worker may hold, in flight or waiting, before the loop waits: the workers' backpressure. */

@@ -45,7 +45,7 @@ export type WorkerCopyOutput = Omit<BatchRows, 'text'> & { name: string; text: U
 
 /** A setting every worker takes before the batches sent after it: the sink whose rows go in binary, with its column types. */
 export interface WorkerSetting {
-  binaryCopy: { sink: string; types: readonly string[] };
+  binaryCopy: { sink: string; types: readonly string[] | undefined };
 }
 
 /** What a worker posts once, when its plan is built and it takes batches. */

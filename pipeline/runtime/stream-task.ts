@@ -174,12 +174,7 @@ export class StreamTask {
     try {
       try {
         await retry('preparing state and sinks', () => o.committer.setup(), o.log, o.signal);
-        if (!o.textCopy) {
-          for (const sink of o.sinks) {
-            const types = sink.binaryColumnTypes?.();
-            if (types && this.dispatcher.useBinaryCopy(sink.name, types)) o.log(`${sink.label}: rows read straight from JSON go in binary COPY (--text-copy: as text)`);
-          }
-        }
+        await this.chooseCopyFormat(true);
         await retry(`connecting to ${this.source.kind === 'kafka' ? 'Kafka' : this.source.topic}`, () => this.source.connect(), o.log, o.signal);
         if (this.executor.globalTables.size) {
           if (!o.globalTables) throw new Error('the plan reads global tables, and nothing was given to fill them');
@@ -587,7 +582,24 @@ export class StreamTask {
     const { o } = this;
     o.observer.flushFailed();
     o.log(`flush failed, rewinding partitions ${outcome.partitions.join(',')} to the offsets in ${o.committer.kind}: ${errorMessage(outcome.error)}`);
+    if (outcome.error instanceof PipelineError && outcome.error.code === 'COPY_BINARY') await this.chooseCopyFormat(false);
     await this.rewind(outcome.partitions);
+  }
+
+  /**
+   * Reads the Postgres sinks' column types, and has the rows the direct reader reads for them encoded in binary COPY
+   * where the types allow it (Dispatcher.useBinaryCopy): at start, and again when a flush found a table's types
+   * changed under binary rows (COPY_BINARY), before its rows are made again.
+   */
+  private async chooseCopyFormat(start: boolean): Promise<void> {
+    const { o } = this;
+    if (o.textCopy) return;
+    for (const sink of o.sinks) {
+      if (!sink.columnTypes) continue;
+      const types = await retry(`reading the column types of ${sink.label}`, () => sink.columnTypes!(), o.log, o.signal);
+      const binary = this.dispatcher.useBinaryCopy(sink.name, types);
+      if (binary || !start) o.log(`${sink.label}: rows read straight from JSON go in ${binary ? `binary COPY, for columns of types ${types!.join(', ')} (--text-copy: as text)` : 'text COPY'}`);
+    }
   }
 
   private async rewind(partitions: number[]): Promise<void> {

@@ -13,7 +13,7 @@ export interface CopySegment {
   text: Buffer;
   /** Where each row ends, in bytes; row i is text[ends[i-1] .. ends[i]). */
   ends: Uint32Array;
-  /** Set when the rows are in COPY's binary format (codec/copy-binary.ts): the types of the key columns. */
+  /** Set when the rows are in COPY's binary format (codec/copy-binary.ts): the column types they are encoded for. */
   binary?: BinaryRows;
   /** Each row's key hash (keyHash of the sink's key column as COPY text), when the sink has one: for in-batch duplicates. */
   keyHashes: Uint32Array | undefined;
@@ -25,9 +25,12 @@ export interface CopySegment {
   record(i: number): StreamRecord;
 }
 
-/** What a segment of binary rows carries: the key columns' Postgres types, to print a key as its COPY text. */
+/**
+ * What a segment of binary rows carries: the Postgres types of the columns (pg_type names, in the sink's column
+ * order) its values are encoded for, which the flush checks the table still has, and which print a key as its text.
+ */
 export interface BinaryRows {
-  keyTypes: string[];
+  types: readonly string[];
 }
 
 /** Where entry i of entries stored back to back (a line, a value) starts: where the one before it ends. */
@@ -55,7 +58,7 @@ const FNV_PRIME = 0x01000193;
  * are escaped, so tabs split fields exactly).
  */
 export function keyField(s: { text: Buffer; ends: Uint32Array; binary?: BinaryRows }, keyAt: number, i: number, keyFields = 1): Buffer {
-  if (s.binary) return binaryKeyText(s.text, lineStart(s.ends, i), keyAt, s.binary.keyTypes);
+  if (s.binary) return binaryKeyText(s.text, lineStart(s.ends, i), keyAt, s.binary.types.slice(keyAt, keyAt + keyFields));
   let start = lineStart(s.ends, i);
   const end = s.ends[i] - 1; // the newline
   for (let f = 0; f < keyAt; f++) start = s.text.indexOf(9, start) + 1;

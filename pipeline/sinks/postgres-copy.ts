@@ -1,6 +1,6 @@
 import { finished } from 'node:stream/promises';
 import { from as copyFrom } from 'pg-copy-streams';
-import type { Connection } from '../postgres/db.ts';
+import type { Connection, Database } from '../postgres/db.ts';
 import { isRowError, pgp, tableName, withSetupLock } from '../postgres/db.ts';
 import type { DeadLetter } from '../postgres/dead-letters.ts';
 import { checkTableShape, type TableShape } from '../postgres/table-shape.ts';
@@ -25,8 +25,8 @@ export interface PostgresCopySinkOptions {
 }
 
 const UNIQUE_VIOLATION = '23505';
-/** What Postgres says of binary COPY data it cannot read: invalid_binary_representation, bad_copy_file_format. */
-const BINARY_UNREADABLE = new Set(['22P03', '22P04']);
+/** What Postgres says of binary COPY data it cannot read: invalid_binary_representation, bad_copy_file_format, protocol_violation (a value shorter than its type). */
+const BINARY_UNREADABLE = new Set(['22P03', '22P04', '08P01']);
 
 /**
  * Appends rows with COPY, inside the transaction the committer opened for a flush (see runtime/committer.ts).
@@ -37,8 +37,10 @@ const BINARY_UNREADABLE = new Set(['22P03', '22P04']);
 export class PostgresCopySink implements Sink<CopySegment> {
   protected readonly copySql: string;
   private readonly copyBinarySql: string;
-  /** The columns' types, read at setup (binaryColumnTypes). */
-  private types: string[] | undefined;
+  /** The database of setup, where columnTypes() reads the types. */
+  private db: Database | undefined;
+  /** What a flush with binary rows runs first in its transaction, by the types they are encoded for (typesCheck). */
+  private readonly typesChecks = new Map<string, string>();
   protected readonly table: string;
   readonly name: string;
   readonly label: string;
@@ -50,8 +52,14 @@ export class PostgresCopySink implements Sink<CopySegment> {
     this.copyBinarySql = `${this.copySql} (FORMAT binary)`;
   }
 
-  binaryColumnTypes(): readonly string[] | undefined {
-    return this.types;
+  async columnTypes(): Promise<readonly string[] | undefined> {
+    if (!this.db) return undefined; // never set up (a committer without a database, in tests): text
+    const rows = await this.db.any<{ attname: string; typname: string }>(
+      `SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+        WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`, [this.table]);
+    const byName = new Map(rows.map((r) => [r.attname, r.typname]));
+    const types = this.o.columns.map((c) => byName.get(c));
+    return types.every((t) => t !== undefined) ? types : undefined;
   }
 
   describe(): string {
@@ -69,12 +77,7 @@ export class PostgresCopySink implements Sink<CopySegment> {
         }
       });
     }
-    const types = await s.db.any<{ attname: string; typname: string }>(
-      `SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-        WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`, [this.table]);
-    const byName = new Map(types.map((r) => [r.attname, r.typname]));
-    const ours = this.o.columns.map((c) => byName.get(c));
-    this.types = ours.every((t) => t !== undefined) ? ours : undefined;
+    this.db = s.db;
   }
 
   without(segments: CopySegment[], partitions: ReadonlySet<number>): CopySegment[] {
@@ -91,7 +94,9 @@ export class PostgresCopySink implements Sink<CopySegment> {
     const before = rejected.length;
     const selected = this.keep(rows, rejected);
     await this.begin(conn);
-    await this.copyIsolating(conn, rows, selected.kept, rejected, selected.instead);
+    // Queued ahead of the COPY, not waited for: if one fails, so does everything behind it, and it is the error seen.
+    const checks = [...new Set(segments.flatMap((s) => (s.binary ? [s.binary.types] : [])))].map((types) => this.checkTypes(conn, types));
+    await Promise.all([...checks, this.copyIsolating(conn, rows, selected.kept, rejected, selected.instead)]);
     return rows.length - (rejected.length - before);
   }
 
@@ -102,6 +107,19 @@ export class PostgresCopySink implements Sink<CopySegment> {
    */
   protected keep(rows: Rows, rejected: DeadLetter[]): Selection {
     return { kept: firstOfEachKey(rows, (s, i) => rejected.push(this.deadLetter(s, i, 'duplicate', IN_BATCH))) };
+  }
+
+  /** That the table's columns still have the types binary rows were encoded for; else a COPY_BINARY error. */
+  private async checkTypes(conn: Connection, types: readonly string[]): Promise<void> {
+    const key = types.join(',');
+    let sql = this.typesChecks.get(key);
+    if (!sql) this.typesChecks.set(key, (sql = typesCheck(this.table, this.o.columns, types)));
+    try {
+      await conn.none(sql);
+    } catch (err) {
+      if ((err as { code?: string }).code !== TYPES_CHANGED) throw err;
+      throw new PipelineError('COPY_BINARY', `${(err as Error).message}, which these binary COPY rows were encoded for: they are made again for the types there are now`, { cause: err });
+    }
   }
 
   /** Before the first part is written, in the flush's transaction (an upsert creates its staging tables). */
@@ -124,9 +142,9 @@ export class PostgresCopySink implements Sink<CopySegment> {
   }
 
   /**
-   * A run of rows of one format. Binary data Postgres cannot read means the table is not what setup read (a column's
-   * type changed): no row of it is at fault, so the run stops rather than dead-letter them; started again, it reads
-   * the types again.
+   * A run of rows of one format. Binary data Postgres cannot read means the table is not what the rows were encoded
+   * for (checkTypes should have said so): no row of it is at fault, so the flush fails rather than dead-letter them,
+   * and the rows are made again for the types there are now (StreamTask).
    */
   private async copyRun(conn: Connection, run: CopyRun): Promise<void> {
     if (!run.binary) return this.copy(conn, this.copySql, run.buffers);
@@ -135,7 +153,7 @@ export class PostgresCopySink implements Sink<CopySegment> {
     } catch (err) {
       const code = (err as { code?: string }).code;
       if (!code || !BINARY_UNREADABLE.has(code)) throw err;
-      throw new PipelineError('COPY_BINARY', `Postgres could not read the binary COPY rows for ${this.o.table} (${code}: ${(err as Error).message}): has a column's type changed since the start? Run again (the types are read at start), or with --text-copy`, { cause: err });
+      throw new PipelineError('COPY_BINARY', `Postgres could not read the binary COPY rows for ${this.o.table} (${code}: ${(err as Error).message}): they are made again for the types the table has now`, { cause: err });
     }
   }
 
@@ -183,6 +201,26 @@ export class PostgresCopySink implements Sink<CopySegment> {
   protected deadLetter(s: CopySegment, i: number, reason: DeadLetterReason, message: string): DeadLetter {
     return deadLetterOf(s.record(i), this.o.dlqTopic, reason, message);
   }
+}
+
+const TYPES_CHANGED = '55000';
+
+/**
+ * SQL that fails (object_not_in_prerequisite_state) unless the table's columns still have these types: binary COPY
+ * data carries no types, and a value encoded for one can be read as another, wrongly or not at all (a uuid's 16
+ * bytes are valid text). The lock is the one COPY takes anyway: with it held, no ALTER TABLE can change the types
+ * until the flush commits.
+ */
+function typesCheck(table: string, columns: readonly string[], types: readonly string[]): string {
+  const text = (xs: readonly string[]) => `ARRAY[${xs.map((x) => pgp.as.text(x)).join(', ')}]::text[]`;
+  return `LOCK TABLE ${table} IN ROW EXCLUSIVE MODE;
+DO $check$ BEGIN
+  IF ARRAY(SELECT t.typname::text FROM unnest(${text(columns)}) WITH ORDINALITY AS c(name, n)
+      LEFT JOIN pg_attribute a ON a.attrelid = ${pgp.as.text(table)}::regclass AND a.attname = c.name AND a.attnum > 0 AND NOT a.attisdropped
+      LEFT JOIN pg_type t ON t.oid = a.atttypid ORDER BY c.n) IS DISTINCT FROM ${text(types)} THEN
+    RAISE EXCEPTION USING ERRCODE = '${TYPES_CHANGED}', MESSAGE = ${pgp.as.text(`the column types of ${table} are no longer ${types.join(', ')}`)};
+  END IF;
+END $check$;`;
 }
 
 const IN_BATCH = 'the same key appeared earlier in this batch; the first one wins';

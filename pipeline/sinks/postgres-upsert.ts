@@ -63,7 +63,7 @@ export class PostgresUpsertSink extends PostgresCopySink {
   }
 
   /** The staging tables' COPY is text: every row goes through them. */
-  override binaryColumnTypes(): undefined {
+  override async columnTypes(): Promise<undefined> {
     return undefined;
   }
 

@@ -39,10 +39,10 @@ export interface Sink<In = unknown> {
   without(items: In[], partitions: ReadonlySet<number>): In[];
   produce?(items: In[], producer: KafkaProducer): Promise<void>;
   /**
-   * The Postgres type (pg_type.typname) of each column, in the sink's column order, read at setup: a sink that gives
-   * them takes segments of binary COPY rows (codec/copy-binary.ts) as well as text ones.
+   * Reads the Postgres type (pg_type.typname) of each column now, in the sink's column order (after setup): a sink
+   * that gives them takes segments of binary COPY rows (codec/copy-binary.ts) encoded for them, as well as text.
    */
-  binaryColumnTypes?(): readonly string[] | undefined;
+  columnTypes?(): Promise<readonly string[] | undefined>;
   /** Rows Postgres rejects go to rejected; returns the rows written. */
   write?(conn: Connection, items: In[], flush: FlushInfo, rejected: DeadLetter[]): Promise<number>;
 }

@@ -3,7 +3,7 @@ import { finished } from 'node:stream/promises';
 import { from as copyFrom } from 'pg-copy-streams';
 import { BINARY_HEADER, BINARY_TRAILER, binaryEncoders, binaryKeyText, type ColumnEncoder, type JsonKind } from '../../pipeline/codec/copy-binary.ts';
 import type { Connection } from '../../pipeline/postgres/db.ts';
-import { createTopic, db, dropAll, header, produce, readTopic, runTopology, unique } from '../helpers/infra.ts';
+import { createTopic, db, dropAll, header, produce, readTopic, runTopology, startTopology, unique, waitUntil } from '../helpers/infra.ts';
 import { OrderFactory } from '../../topologies/order-factory.ts';
 
 /**
@@ -236,5 +236,45 @@ describe('orders-ingest with binary COPY (the default) and with --text-copy', fu
     const dead = await letters(binary.dlq);
     assert.deepEqual(dead, await letters(text.dlq));
     assert.deepEqual(dead.map((d) => d.split(':')[0]), ['100 rejected-by-database', '402 duplicate', '600 duplicate', '900 rejected-by-database']);
+  });
+});
+
+describe('binary COPY when a column\'s type changes under a running ingest', function () {
+  this.timeout(180_000);
+  const topic = unique('orders_retype');
+  const table = unique('orders_retype');
+  const group = unique('ingest_retype');
+  after(() => dropAll([topic, `${topic}.dlq`], [table], [group]));
+
+  it('fails the flush, reads the types again, and writes every row for the new types, dead-lettering none', async () => {
+    const factory = new OrderFactory(4, 0);
+    const sent: Record<string, unknown>[] = [];
+    const batch = (n: number) => Array.from({ length: n }, (_, i) => {
+      const value = factory.next().value;
+      sent.push(JSON.parse(value));
+      return { topic, partition: i % 2, key: null, value: Buffer.from(value) };
+    });
+    await createTopic(topic, 2);
+    await produce(batch(500));
+    const run = startTopology(['orders-ingest', '--topic', topic, '--table', table, '--group-id', group, '--partitions', '2', '--batch-wait-ms', '50', '--stop-when-idle', '3']);
+    const count = async () => (await db().one<{ n: number }>('SELECT count(*)::int AS n FROM $1:name', [table])).n;
+    await waitUntil('the first rows', async () => (await count().catch(() => 0)) === 500);
+    // integer to bigint: a 4-byte binary value is no bigint; to text, the other way, a uuid's 16 bytes could pass as text.
+    await db().none('ALTER TABLE $1:name ALTER COLUMN quantity TYPE bigint, ALTER COLUMN order_id TYPE text', [table]);
+    await produce(batch(500));
+    assert.equal(await run.exited, 0, run.stderr());
+    assert.match(run.stderr(), /flush failed, rewinding .* the column types of \S+ are no longer uuid, int8, text, int4, numeric, timestamptz/);
+    assert.match(run.stderr(), /rows read straight from JSON go in binary COPY, for columns of types text, int8, text, int8, numeric, timestamptz/);
+    const rows = await db().any<{ order_id: string; quantity: string; price: string; ordered_at: Date }>('SELECT order_id, quantity, price, ordered_at FROM $1:name', [table]);
+    assert.equal(rows.length, 1000);
+    const byId = new Map(rows.map((r) => [r.order_id, r]));
+    for (const o of sent) {
+      const r = byId.get(o.order_id as string);
+      assert.ok(r, `order ${o.order_id} has its row`);
+      assert.equal(Number(r.quantity), o.quantity);
+      assert.equal(r.price, (o.price as number).toFixed(2));
+      assert.equal(r.ordered_at.toISOString(), o.ordered_at);
+    }
+    assert.deepEqual(await readTopic(`${topic}.dlq`, 3000).catch(() => []), []);
   });
 });

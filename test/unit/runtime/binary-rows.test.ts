@@ -38,7 +38,7 @@ describe('binary COPY rows from the direct reader', () => {
     const values = orders(500);
     const binary = rowsOf(values, true).rows;
     const text = rowsOf(values, false).rows;
-    assert.deepEqual(binary.binary, { keyTypes: ['uuid'] });
+    assert.deepEqual(binary.binary, { types: ORDER_TYPES });
     assert.equal(text.binary, undefined);
     assert.equal(binary.ends.length, 500);
     assert.deepEqual([...binary.src], [...text.src]);
@@ -69,7 +69,7 @@ describe('binary COPY rows from the direct reader', () => {
     const values = orders(100);
     values[50] = Buffer.from('{"order_id": not json');
     const { rows, dead } = rowsOf(values, true);
-    assert.deepEqual(rows.binary, { keyTypes: ['uuid'] });
+    assert.deepEqual(rows.binary, { types: ORDER_TYPES });
     assert.equal(rows.ends.length, 99);
     assert.deepEqual(dead, ['50 malformed-json']);
     assert.ok(!rows.src.includes(50));
