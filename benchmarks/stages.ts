@@ -1,5 +1,5 @@
 import {
-  compileJsonRows, CopyRowsBuilder, type CopyValue, encodeRows, formatCheck, type Order, orderSchema, parseJson, type StageContext, type StreamRecord, validate, validateOrder,
+  binaryEncoders, compileJsonRows, CopyRowsBuilder, type CopyValue, encodeRows, formatCheck, type Order, orderSchema, parseJson, type StageContext, type StreamRecord, validate, validateOrder,
 } from '../pipeline/index.ts';
 import { ORDER_COLUMNS, orderRow } from '../topologies/orders-ingest-plan.ts';
 import { OrderFactory } from '../topologies/orders-generator.ts';
@@ -52,7 +52,11 @@ export async function stagesBench(argv: string[]): Promise<void> {
   const POLL = 1000;
   const direct = compileJsonRows(orderSchema(), ORDER_COLUMNS, formatCheck);
   if (!direct) throw new Error('the order schema has no direct reader');
-  const t: Record<string, number[]> = { parse: [], validate: [], map: [], copy: [], together: [], direct: [] };
+  // orders_data's column types, as the sink reads them from pg_type: the direct reader's rows in binary COPY.
+  const encoders = binaryEncoders(['uuid', 'int8', 'text', 'int4', 'numeric', 'timestamptz'], direct.columnKinds);
+  if (!encoders) throw new Error('orders_data has no binary encoders');
+  const binaryRows = { types: ['uuid', 'int8', 'text', 'int4', 'numeric', 'timestamptz'] };
+  const t: Record<string, number[]> = { parse: [], validate: [], map: [], copy: [], together: [], direct: [], binary: [] };
   log(`stages: ${count} records, ${rounds} rounds`);
   for (let round = 0; round < rounds; round++) {
     // Separately: each stage timed on the output of the previous one.
@@ -85,11 +89,20 @@ export async function stagesBench(argv: string[]): Promise<void> {
       }
     }
     t.direct.push(performance.now() - t0);
+    // The same, each row in binary COPY (codec/copy-binary.ts), as the ingest writes it by default.
+    t0 = performance.now();
+    for (let i = 0; i < count; i += POLL) {
+      const rows = new CopyRowsBuilder(0, POLL, undefined, 1, binaryRows);
+      for (let j = i; j < Math.min(i + POLL, count); j++) {
+        if (!direct.read(values[j], 0, values[j].length) || !direct.writeBinary(values[j], rows, encoders)) throw new Error(`no binary row for ${values[j].toString()}`);
+      }
+    }
+    t.binary.push(performance.now() - t0);
   }
   const ns = (k: string) => (median(t[k].slice(1)) * 1e6) / count; // first round warms up the JIT
   const result = {
     benchmark: 'stages', at: new Date().toISOString(), machine: machine(), parameters: { count, rounds, poll_batch: POLL },
-    ns_per_record: { parse: ns('parse'), validate: ns('validate'), map: ns('map'), copy_encode: ns('copy'), together: ns('together'), direct: ns('direct') },
+    ns_per_record: { parse: ns('parse'), validate: ns('validate'), map: ns('map'), copy_encode: ns('copy'), together: ns('together'), direct: ns('direct'), direct_binary: ns('binary') },
     records_per_s_together: 1e9 / ns('together'),
     records_per_s_direct: 1e9 / ns('direct'),
   };
@@ -102,10 +115,11 @@ export async function stagesBench(argv: string[]): Promise<void> {
     ['COPY encoding (rows -> one buffer a poll)', `${fmtInt(n.copy_encode)} ns`],
     [`together (batches of ${POLL})`, `${fmtInt(n.together)} ns`, `= ${fmtInt(result.records_per_s_together)} records/s on one core`],
     ['direct (bytes -> checked COPY row, json-rows.ts)', `${fmtInt(n.direct)} ns`, `= ${fmtInt(result.records_per_s_direct)} records/s on one core, ${(n.together / n.direct).toFixed(1)} x together`],
+    ['direct, binary COPY row (copy-binary.ts)', `${fmtInt(n.direct_binary)} ns`, `${(n.direct_binary / n.direct).toFixed(2)} x the text row`],
   ]);
   writeBarChart('stages', 'stages: nanoseconds per record (lower is better)', 'ns', [
     { label: 'parse', value: n.parse }, { label: 'validate', value: n.validate }, { label: 'map', value: n.map },
     { label: 'COPY encoding', value: n.copy_encode }, { label: 'together', value: n.together },
-    { label: 'direct', value: n.direct, subject: true },
+    { label: 'direct', value: n.direct, subject: true }, { label: 'direct, binary', value: n.direct_binary, subject: true },
   ], 'the Node work per record, without Kafka or Postgres');
 }

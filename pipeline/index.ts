@@ -46,6 +46,7 @@ export { inFlushTransaction } from './postgres/flush-transaction.ts';
 export { PostgresCopySink } from './sinks/postgres-copy.ts';
 export { CopyRowsBuilder, encodeRows, segmentOf } from './sinks/copy-segment.ts';
 export { compileJsonRows } from './codec/json-rows.ts';
+export { binaryEncoders } from './codec/copy-binary.ts';
 export { countLines, formatOf, lineReader, numericProperties, readCsvHeader, readFileRecords, type FileFormat } from './sources/file-records.ts';
 export { decodePosition, encodePosition, FileSource, type FileSourceOptions } from './sources/file-source.ts';
 export { localRoot, projectRoot } from './local/paths.ts';

@@ -186,7 +186,9 @@ export class CopyRowsBuilder {
     if (this.text.length - this.bytes < bytes) this.reserveBytes(bytes);
     this.reserveRows(1);
     const out = this.text;
-    let at = out.writeInt16BE(columns, this.bytes);
+    out[this.bytes] = columns >>> 8; // the field count, big-endian
+    out[this.bytes + 1] = columns;
+    let at = this.bytes + 2;
     for (let c = 0; c < columns && at >= 0; c++) at = encoders[c](src, starts[c], ends[c], out, at);
     if (at < 0) return false;
     if (this.hashes) this.hashes[this.count] = this.fieldsHash(src, starts, ends);
