@@ -89,8 +89,7 @@ export function runBatch(executor: PlanExecutor, batch: PackedBatch, ctx: StageC
     let b = builders.get(name);
     if (!b) {
       const row = target.spec.row;
-      const binary = target.direct && target.binary?.rows;
-      builders.set(name, (b = { rows: new CopyRowsBuilder(target.keyAt, n, batch.values.byteLength, target.keyFields, binary), src: new Uint32Array(n), values: (r) => row(r.value, r.key, r) }));
+      builders.set(name, (b = { rows: new CopyRowsBuilder(target.keyAt, n, batch.values.byteLength, target.keyFields, target.binary?.rows), src: new Uint32Array(n), values: (r) => row(r.value, r.key, r) }));
     }
     return b;
   };

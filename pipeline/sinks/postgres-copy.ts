@@ -189,17 +189,22 @@ export class PostgresCopySink implements Sink<CopySegment> {
    * written in one go: handed over a chunk per tick, each chunk waited behind the next batch's processing on the
    * event loop, and Postgres sat idle between them (`npm run bench -- ingest`).
    */
-  protected async copy(conn: Connection, sql: string, buffers: Buffer[]): Promise<void> {
-    const stream = (conn.client as unknown as { query(q: unknown): NodeJS.WritableStream }).query(copyFrom(sql));
-    const done = finished(stream);
-    for (const b of buffers) stream.write(b);
-    stream.end();
-    await done;
+  protected copy(conn: Connection, sql: string, buffers: Buffer[]): Promise<void> {
+    return copyIn(conn, sql, buffers);
   }
 
   protected deadLetter(s: CopySegment, i: number, reason: DeadLetterReason, message: string): DeadLetter {
     return deadLetterOf(s.record(i), this.o.dlqTopic, reason, message);
   }
+}
+
+/** Runs `COPY ... FROM STDIN` (sql) on the connection with the buffers as its data, all written in one go. */
+export async function copyIn(conn: Connection, sql: string, buffers: readonly Buffer[]): Promise<void> {
+  const stream = (conn.client as unknown as { query(q: unknown): NodeJS.WritableStream }).query(copyFrom(sql));
+  const done = finished(stream);
+  for (const b of buffers) stream.write(b);
+  stream.end();
+  await done;
 }
 
 const TYPES_CHANGED = '55000';

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
-import { finished } from 'node:stream/promises';
-import { from as copyFrom } from 'pg-copy-streams';
 import { BINARY_HEADER, BINARY_TRAILER, binaryEncoders, binaryKeyText, type ColumnEncoder, type JsonKind } from '../../pipeline/codec/copy-binary.ts';
 import type { Connection } from '../../pipeline/postgres/db.ts';
+import { copyIn as copy } from '../../pipeline/sinks/postgres-copy.ts';
 import { createTopic, db, dropAll, header, produce, readTopic, runTopology, startTopology, unique, waitUntil } from '../helpers/infra.ts';
 import { OrderFactory } from '../../topologies/order-factory.ts';
 
@@ -61,14 +60,6 @@ function encode(encoder: ColumnEncoder, value: string): Buffer | undefined {
   const out = Buffer.alloc(64 + src.length);
   const end = encoder(src, 0, src.length, out, 0);
   return end < 0 ? undefined : out.subarray(0, end);
-}
-
-async function copy(conn: Connection, sql: string, data: Buffer[]): Promise<void> {
-  const stream = (conn.client as unknown as { query(q: unknown): NodeJS.WritableStream }).query(copyFrom(sql));
-  const done = finished(stream);
-  for (const b of data) stream.write(b);
-  stream.end();
-  await done;
 }
 
 /** The stored value as text, or the error's code and message. */
