@@ -9,10 +9,14 @@ import { pgp, withSetupLock, type Connection, type Database } from './db.ts';
 
 /**
  * Dead letters are written to Postgres in the same transaction as the rows and offsets of their flush (an
- * outbox), then published to the dead-letter topic by one relay at a time (an advisory lock). So a crash never
- * loses one, and it never publishes one twice either: each carries the relay's sequence number in a header, the
- * relay publishes in sequence order with the idempotent producer, and after taking the lock it reads the tail of
- * each dead-letter partition to forget what was already delivered.
+ * outbox), then published to their dead-letter topic by one relay at a time per topic (an advisory lock on the
+ * topic's name). So a crash never loses one, and it never publishes one twice either: each carries the relay's
+ * sequence number in a header, the relay publishes in sequence order with the idempotent producer, and after taking
+ * the lock it reads the tail of each dead-letter partition to forget what was already delivered.
+ *
+ * The lock is per topic, and a relay publishes only its own topic's rows, so pipelines that share a database do not
+ * wait on each other (nor publish each other's dead letters with the wrong broker connection): a relay stopped,
+ * stuck or failing holds back its own topic only.
  */
 export interface DeadLetter {
   dlqTopic: string;
@@ -29,6 +33,8 @@ export interface DeadLetter {
 
 export const DEAD_LETTERS_TABLE = 'pipeline_dead_letters';
 const SEQ_HEADER = 'pipeline.dlq.seq';
+/** How long a stopping relay waits for the instance that holds its topic's lock to publish what it committed. */
+const STOP_WAIT_MS = 10_000;
 const RELAY_HEADER = 'pipeline.dlq.relay';
 
 export async function ensureDeadLetterTable(db: Database): Promise<void> {
@@ -47,6 +53,7 @@ export async function ensureDeadLetterTable(db: Database): Promise<void> {
       message text NOT NULL,
       relay_seq bigint,
       created_at timestamptz NOT NULL DEFAULT now())`);
+    await t.none(`CREATE INDEX IF NOT EXISTS ${DEAD_LETTERS_TABLE}_topic ON ${DEAD_LETTERS_TABLE} (dlq_topic, relay_seq)`);
     await t.none(`CREATE SEQUENCE IF NOT EXISTS ${DEAD_LETTERS_TABLE}_relay_seq`);
     await t.none(`CREATE TABLE IF NOT EXISTS pipeline_meta (key text PRIMARY KEY, value text NOT NULL)`);
     await t.none(`INSERT INTO pipeline_meta VALUES ('relay_id', md5(random()::text || clock_timestamp()::text)) ON CONFLICT DO NOTHING`);
@@ -102,8 +109,9 @@ export class DeadLetterRelay {
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
 
-  constructor(private readonly db: Database, private readonly conn: KafkaConnection, private readonly metrics: PipelineMetrics,
-    private readonly log: (line: string) => void) {}
+  /** Publishes the outbox rows of `topic`. */
+  constructor(private readonly db: Database, private readonly conn: KafkaConnection, readonly topic: string,
+    private readonly metrics: PipelineMetrics, private readonly log: (line: string) => void) {}
 
   start(): void {
     this.loop ??= this.run();
@@ -114,7 +122,10 @@ export class DeadLetterRelay {
     this.wake?.();
   }
 
-  /** Publishes what is committed and stops. */
+  /**
+   * Publishes what is committed and stops. If another instance holds the topic's lock, waits (STOP_WAIT_MS at most)
+   * for it to publish the outbox, taking the lock over if it is let go; what is still unpublished then is said.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     this.poke();
@@ -123,20 +134,30 @@ export class DeadLetterRelay {
     await this.release();
   }
 
-  /** Whether the outbox is empty (everything committed has been published). */
-  async drained(): Promise<boolean> {
-    const r = await this.db.one<{ n: number }>(`SELECT count(*)::int AS n FROM ${DEAD_LETTERS_TABLE}`);
-    return r.n === 0;
+  /** Dead letters of this topic in the outbox (committed, not yet known to be published). */
+  async outbox(): Promise<number> {
+    return (await this.db.one<{ n: number }>(`SELECT count(*)::int AS n FROM ${DEAD_LETTERS_TABLE} WHERE dlq_topic = $1`, [this.topic])).n;
   }
 
   private async run(): Promise<void> {
     let failures = 0;
+    let stopBy = 0;
     for (;;) {
       const stopping = this.stopped;
+      if (stopping && !stopBy) stopBy = Date.now() + STOP_WAIT_MS;
       try {
         if (await this.acquire()) {
           if (!this.reconciled) await this.reconcile();
           while (await this.publishRound() > 0) { /* drain the backlog */ }
+          if (stopping) return;
+        } else if (stopping) {
+          // Another instance relays this topic: stopped once it has published what is committed, or at stopBy.
+          const left = await this.outbox();
+          if (!left) return;
+          if (Date.now() >= stopBy) {
+            this.log(`dead-letter relay: ${left} dead letters of ${this.topic} are committed and wait in the outbox for the instance that holds its relay lock`);
+            return;
+          }
         }
         failures = 0;
       } catch (err) {
@@ -146,10 +167,9 @@ export class DeadLetterRelay {
         if (failures === 1 || failures % 10 === 0) this.log(`dead-letter relay: ${errorMessage(err)} (will retry)`);
         if (stopping) return;
       }
-      if (stopping) return;
       await new Promise<void>((resolve) => {
         this.wake = resolve;
-        setTimeout(resolve, failures ? Math.min(5000, 200 * 2 ** failures) : 500).unref();
+        setTimeout(resolve, failures ? Math.min(5000, 200 * 2 ** failures) : stopping ? 200 : 500).unref();
       });
     }
   }
@@ -157,8 +177,11 @@ export class DeadLetterRelay {
   private async acquire(): Promise<boolean> {
     if (this.lockConn) return true;
     const conn = await this.db.connect();
-    const { locked } = await conn.one<{ locked: boolean }>(`SELECT pg_try_advisory_lock(hashtext('${DEAD_LETTERS_TABLE}')) AS locked`);
+    // The topic's lock; and the table's, shared, which a relay of before per-topic locks took alone: the two never both run.
+    const { locked } = await conn.one<{ locked: boolean }>(`SELECT pg_try_advisory_lock_shared(hashtext('${DEAD_LETTERS_TABLE}'))
+      AND pg_try_advisory_lock(hashtext('${DEAD_LETTERS_TABLE}'), hashtext($1)) AS locked`, [this.topic]);
     if (!locked) {
+      await conn.any('SELECT pg_advisory_unlock_all()').catch(() => undefined);
       conn.done();
       return false;
     }
@@ -177,7 +200,7 @@ export class DeadLetterRelay {
     const conn = this.lockConn;
     this.lockConn = undefined;
     if (conn) {
-      await conn.any(`SELECT pg_advisory_unlock(hashtext('${DEAD_LETTERS_TABLE}'))`).catch(() => undefined);
+      await conn.any('SELECT pg_advisory_unlock_all()').catch(() => undefined);
       conn.done();
     }
   }
@@ -193,8 +216,10 @@ export class DeadLetterRelay {
 
   /** Forgets outbox rows whose sequence number already sits in the dead-letter topic (published before a crash). */
   private async reconcile(): Promise<void> {
-    const topics = await this.lockConn!.any<{ dlq_topic: string }>(`SELECT DISTINCT dlq_topic FROM ${DEAD_LETTERS_TABLE} WHERE relay_seq IS NOT NULL`);
-    for (const { dlq_topic: topic } of topics) {
+    const topic = this.topic;
+    const { n: numbered } = await this.lockConn!.one<{ n: number }>(
+      `SELECT count(*)::int AS n FROM ${DEAD_LETTERS_TABLE} WHERE dlq_topic = $1 AND relay_seq IS NOT NULL`, [topic]);
+    if (numbered) {
       const n = await this.partitionCount(topic);
       const tails = await readTailSeqs(this.conn, topic, n, this.relayId);
       for (const [partition, seq] of tails) {
@@ -208,8 +233,8 @@ export class DeadLetterRelay {
   private async publishRound(): Promise<number> {
     const conn = this.lockConn!;
     await conn.none(`UPDATE ${DEAD_LETTERS_TABLE} SET relay_seq = nextval('${DEAD_LETTERS_TABLE}_relay_seq')
-      WHERE id IN (SELECT id FROM ${DEAD_LETTERS_TABLE} WHERE relay_seq IS NULL ORDER BY id LIMIT 5000)`);
-    const rows = await conn.any<OutboxRow>(`SELECT * FROM ${DEAD_LETTERS_TABLE} WHERE relay_seq IS NOT NULL ORDER BY relay_seq LIMIT 5000`);
+      WHERE id IN (SELECT id FROM ${DEAD_LETTERS_TABLE} WHERE dlq_topic = $1 AND relay_seq IS NULL ORDER BY id LIMIT 5000)`, [this.topic]);
+    const rows = await conn.any<OutboxRow>(`SELECT * FROM ${DEAD_LETTERS_TABLE} WHERE dlq_topic = $1 AND relay_seq IS NOT NULL ORDER BY relay_seq LIMIT 5000`, [this.topic]);
     if (!rows.length) return 0;
     for (const r of rows) {
       const n = await this.partitionCount(r.dlq_topic);

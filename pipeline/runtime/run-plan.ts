@@ -82,7 +82,7 @@ export async function runPlan(name: string, plan: TopologyPlan, ctx: TopologyCon
     committer,
     sinks,
     dlqTopic: s.dlqTopic,
-    deadLetters: db && new DeadLetterRelay(db, ctx.kafka, ctx.metrics, ctx.log),
+    deadLetters: db && new DeadLetterRelay(db, ctx.kafka, s.dlqTopic, ctx.metrics, ctx.log),
     batch: s.batch,
     maxPollRecords: s.maxPollRecords,
     lanes: s.lanes,

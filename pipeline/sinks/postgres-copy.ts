@@ -93,9 +93,10 @@ export class PostgresCopySink implements Sink<CopySegment> {
     const before = rejected.length;
     const selected = this.keep(rows, rejected);
     await this.begin(conn);
-    // Queued ahead of the COPY, not waited for: if one fails, so does everything behind it, and it is the error seen.
-    const checks = [...new Set(segments.flatMap((s) => (s.binary ? [s.binary.types] : [])))].map((types) => this.checkTypes(conn, types));
-    await Promise.all([...checks, this.copyIsolating(conn, rows, selected.kept, rejected, selected.instead)]);
+    // Waited for before the COPY (one round trip a flush): a query queued on a client still busy is deprecated in pg,
+    // and a COPY left running after a failed check would go on bisecting on a connection given back to the pool.
+    for (const types of new Set(segments.flatMap((s) => (s.binary ? [s.binary.types] : [])))) await this.checkTypes(conn, types);
+    await this.copyIsolating(conn, rows, selected.kept, rejected, selected.instead);
     return rows.length - (rejected.length - before);
   }
 

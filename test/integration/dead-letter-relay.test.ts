@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { assertExactlyOnce, generate } from '../helpers/accounting.ts';
-import { db, dropAll, produce, readTopic, runTopology, startTopology, unique, waitUntil } from '../helpers/infra.ts';
+import { db, dropAll, produce, readTopic, runTopology, startTopology, unique, waitUntil, type Run } from '../helpers/infra.ts';
 import { javaProduce } from '../helpers/kafka-log.ts';
 
 /**
@@ -78,4 +78,81 @@ describe('the dead-letter relay after a crash between publishing and deleting', 
       await assertExactlyOnce({ table, dlqTopic: dlq, valid: sent.valid, invalid: sent.invalid, deadLetter: (k) => !k.startsWith('foreign-') });
     });
   }
+});
+
+/**
+ * The relay lock is per dead-letter topic. One relay stopped while it holds its lock (SIGSTOP: its session stays
+ * open) holds back its own topic's dead letters only.
+ */
+describe('the dead-letter relay when another relay is stopped while it holds its lock', function () {
+  this.timeout(240_000);
+  const made: { topics: string[]; tables: string[]; groups: string[] } = { topics: [], tables: [], groups: [] };
+  const runs: Run[] = [];
+  const fresh = () => {
+    const n = { topic: unique('orders'), table: unique('orders_data'), group: unique('ingest') };
+    made.topics.push(n.topic, `${n.topic}.dlq`);
+    made.tables.push(n.table);
+    made.groups.push(n.group);
+    return { ...n, dlq: `${n.topic}.dlq` };
+  };
+  const ingest = (n: ReturnType<typeof fresh>, ...extra: string[]) =>
+    ['orders-ingest', '--topic', n.topic, '--table', n.table, '--group-id', n.group, '--partitions', '2', ...extra];
+  const outbox = async (dlq: string) => (await db().one<{ n: number }>('SELECT count(*)::int AS n FROM pipeline_dead_letters WHERE dlq_topic = $1', [dlq])).n;
+  after(async () => {
+    for (const r of runs) {
+      if (r.child.exitCode === null && r.child.signalCode === null) {
+        r.child.kill('SIGCONT');
+        r.child.kill('SIGKILL');
+      }
+    }
+    await dropAll(made.topics, made.tables, made.groups);
+  });
+
+  /** Starts an ingest, waits until its relay has published (it holds its topic's lock from then on), and stops it. */
+  async function stoppedHolder(n: ReturnType<typeof fresh>, ...extra: string[]) {
+    const sent = await generate(['--topic', n.topic, '--partitions', '2', '--count', '2000', '--rate', '0', '--invalid-ratio', '0.05']);
+    const run = startTopology(ingest(n, ...extra));
+    runs.push(run);
+    await waitUntil('the first relay published', async () => (await readTopic(n.dlq).catch(() => [])).length > 0, 90_000);
+    run.child.kill('SIGSTOP');
+    return { sent, run };
+  }
+
+  it('another pipeline in the same database publishes all its dead letters before it exits', async () => {
+    const a = fresh();
+    const b = fresh();
+    const held = await stoppedHolder(a);
+    const sent = await generate(['--topic', b.topic, '--partitions', '2', '--count', '3000', '--rate', '0', '--invalid-ratio', '0.05']);
+    const r = await runTopology(ingest(b, '--stop-when-idle', '3'));
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await outbox(b.dlq), 0, `B's outbox is empty when B has exited:\n${r.stderr}`);
+    await assertExactlyOnce({ table: b.table, dlqTopic: b.dlq, valid: sent.valid, invalid: sent.invalid });
+    held.run.child.kill('SIGCONT');
+    held.run.child.kill('SIGTERM');
+    assert.equal(await held.run.exited, 0, held.run.stderr());
+    await assertExactlyOnce({ table: a.table, dlqTopic: a.dlq, valid: held.sent.valid, invalid: held.sent.invalid });
+  });
+
+  it('an instance of the same pipeline stops after waiting for the holder, says what it left in the outbox, and the holder publishes it', async () => {
+    const n = fresh();
+    const fastGroup = ['--kafka', 'session.timeout.ms=6000', '--kafka', 'heartbeat.interval.ms=1000'];
+    const held = await stoppedHolder(n, ...fastGroup);
+    // B joins the group; once A's session times out B holds every partition and commits the next orders' dead letters.
+    const b = startTopology(ingest(n, ...fastGroup));
+    runs.push(b);
+    const second = await generate(['--topic', n.topic, '--partitions', '2', '--count', '2000', '--rate', '0', '--invalid-ratio', '0.05']);
+    await waitUntil('B committed everything', async () => Number((await db().one<{ n: string }>(
+      'SELECT coalesce(sum(greatest(next_offset, 0)), 0)::bigint AS n FROM pipeline_offsets WHERE group_id = $1', [n.group])).n) === 4000, 120_000);
+    const left = await outbox(n.dlq);
+    assert.ok(left >= second.invalid.length, `B's dead letters wait in the outbox (${left})`);
+    b.child.kill('SIGTERM');
+    assert.equal(await b.exited, 0, b.stderr());
+    assert.match(b.stderr(), new RegExp(`dead-letter relay: ${left} dead letters of ${n.dlq} are committed and wait in the outbox`), b.stderr());
+    // A wakes up and publishes them (its own flushes, if any, are fenced).
+    held.run.child.kill('SIGCONT');
+    await waitUntil('the outbox emptied', async () => (await outbox(n.dlq)) === 0, 60_000);
+    held.run.child.kill('SIGTERM');
+    assert.equal(await held.run.exited, 0, held.run.stderr());
+    await assertExactlyOnce({ table: n.table, dlqTopic: n.dlq, valid: [...held.sent.valid, ...second.valid], invalid: [...held.sent.invalid, ...second.invalid] });
+  });
 });
