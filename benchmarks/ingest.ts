@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { from as copyFrom } from 'pg-copy-streams';
 import { num, parseFlags } from './lib/args.ts';
 import { timedSource } from './lib/baseline.ts';
-import { histogramQuantile, metricSum, runTopology, sampleAt, type TopologyRun } from './lib/child.ts';
+import { histogramQuantile, metricSum, runTopology, sampleAt, threadCpu, type TopologyRun } from './lib/child.ts';
 import { benchEnv, fresh, log, machine, type BenchEnv } from './lib/env.ts';
 import { cpuDelta, infraCpu, type InfraCpu } from './lib/infra-cpu.ts';
 import { createOrdersTable, ORDER_COLUMNS, prefillOrders } from './lib/orders.ts';
@@ -186,6 +186,8 @@ export interface IngestResult extends Phase {
   meanPoll: number;
   loopDelay: Record<string, number>;
   totalCpuSeconds: number;
+  /** The process's CPU seconds from assignment to the last row, by thread (lib/child.ts threadCpu), over its instances. */
+  threads: ReturnType<typeof threadCpu>;
   rows: number;
   exitCode: number;
 }
@@ -243,6 +245,11 @@ export async function ingestRun(env: BenchEnv, topic: string, table: string, o: 
   }
   const sum = (f: (r: TopologyRun) => number) => runs.reduce((acc, r) => acc + f(r), 0);
   const cpuAt = (r: TopologyRun, at: number) => sampleAt(r.samples, at)?.cpuSeconds ?? 0;
+  const threads = { main: 0, worker: 0, librdkafka: 0, other: 0 };
+  for (const r of runs) {
+    const t = threadCpu(r.child.pid!, sampleAt(r.samples, start)!, sampleAt(r.samples, doneAt)!);
+    for (const k of Object.keys(threads) as (keyof typeof threads)[]) threads[k] += t[k];
+  }
   const window = runs.flatMap((r) => r.samples.filter((s) => s.at >= start && s.at <= doneAt).map((s) => s.rssBytes)).sort((a, b) => a - b);
   const rows = Number((await env.db.one(`SELECT count(*) AS n FROM ${tableName(table)}`)).n);
   const metrics = runs.map((r) => r.lastMetrics).join('\n');
@@ -258,6 +265,7 @@ export async function ingestRun(env: BenchEnv, topic: string, table: string, o: 
     flushes: metricSum(metrics, 'pipeline_sink_flush_duration_seconds_count'),
     meanPoll: metricSum(metrics, 'pipeline_poll_records_sum') / metricSum(metrics, 'pipeline_poll_records_count'),
     totalCpuSeconds: sum((r) => r.samples.at(-1)?.cpuSeconds ?? 0),
+    threads,
     loopDelay: loopDelay(runs[0].stderr),
     rows, exitCode: code,
   };
@@ -383,6 +391,7 @@ export async function ingestBench(argv: string[]): Promise<void> {
       binary_vs_text_copy: rate(bin) / rate(b),
       baseline_insert_records_per_s: base ? rate(base) : null,
       ingest_vs_min_ceiling: rate(ing) / minCeiling,
+      ingest_vs_min_ceiling_binary: rate(ing) / Math.min(rate(a), rate(bin)),
       ingest_vs_baseline: base ? rate(ing) / rate(base) : null,
       rounds: all.map((r) => ({
         ingest_records_per_s: rate(r.ing), ceiling_kafka_records_per_s: rate(r.a), ceiling_copy_records_per_s: rate(r.b),
@@ -394,6 +403,7 @@ export async function ingestBench(argv: string[]): Promise<void> {
       median_over_rounds: { ingest_vs_min_ceiling: median(all.map((r) => r.vsMin)), ingest_vs_baseline: base ? median(all.map((r) => r.vsBase)) : null },
       ingest_seconds: ing.seconds,
       ingest_cpu_seconds_per_million: perMillion(ing, ing.cpuSeconds),
+      ingest_thread_cpu_seconds_per_million: Object.fromEntries(Object.entries(ing.threads).map(([k, v]) => [k, perMillion(ing, v)])),
       ingest_total_cpu_seconds: ing.totalCpuSeconds,
       ingest_peak_rss_bytes: ing.peakRss,
       ingest_steady_rss_bytes: ing.steadyRss,
@@ -427,8 +437,11 @@ export async function ingestBench(argv: string[]): Promise<void> {
       ['  text on one connection', `${fmtInt(rate(b1))} rec/s`, `Postgres ${perMillion(b1, b1.infra.postgres).toFixed(2)} CPU s per 1M`],
       ['baseline: multi-row INSERT', base ? `${fmtInt(rate(base))} rec/s` : 'skipped', `${insertRows} rows a statement`],
       ['ingest / min(ceilings)', fmtRatio(result.ingest_vs_min_ceiling), 'target >= 0.60'],
+      ['  with ceiling B in binary COPY', fmtRatio(result.ingest_vs_min_ceiling_binary), 'the format the ingest writes by default'],
       ['ingest / baseline', base ? fmtRatio(result.ingest_vs_baseline!) : 'n/a', 'target >= 2.50'],
       ['ingest CPU s per 1M records', result.ingest_cpu_seconds_per_million.toFixed(2), `node process (total incl. startup ${ing.totalCpuSeconds.toFixed(1)} s)`],
+      ['  by thread: main / worker / librdkafka / other', Object.values(result.ingest_thread_cpu_seconds_per_million).map((v) => v.toFixed(2)).join(' / '),
+        'worker: the busiest other Node thread; other: V8 and libuv helpers'],
       ['Postgres CPU s per 1M: ingest', result.postgres_cpu_seconds_per_million.ingest.toFixed(2), `busy ${(result.postgres_cpu_utilisation.ingest * 100).toFixed(0)}% of a core`],
       ['Postgres CPU s per 1M: COPY', result.postgres_cpu_seconds_per_million.ceiling_copy.toFixed(2), `busy ${(result.postgres_cpu_utilisation.ceiling_copy * 100).toFixed(0)}% of a core`],
       ['Postgres CPU s per 1M: Kafka read', result.postgres_cpu_seconds_per_million.ceiling_kafka.toFixed(2), 'what it spends when nothing writes (autovacuum, checkpoints)'],

@@ -12,17 +12,53 @@ export interface ProcSample {
   cpuSeconds: number;
   rssBytes: number;
   hwmBytes: number;
+  /** CPU seconds (user + system) of each live thread by thread id, with its name (when asked for). */
+  threads?: Map<number, { name: string; cpuSeconds: number }>;
+}
+
+function statCpuSeconds(stat: string): number {
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / TICKS; // utime, stime (fields 14, 15)
+}
+
+function threadsOf(pid: number): NonNullable<ProcSample['threads']> {
+  const out: NonNullable<ProcSample['threads']> = new Map();
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      out.set(Number(tid), { name: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), cpuSeconds: statCpuSeconds(stat) });
+    } catch { /* the thread ended */ }
+  }
+  return out;
+}
+
+/**
+ * The CPU seconds a process's threads spent between two samples, by kind: the main thread; librdkafka's (named
+ * rdk:*); the busiest other thread named node, which in a topology with a stage worker is that worker (Node names
+ * all its threads node: the worker, V8's platform threads and libuv's pool); and the rest. A thread that ended
+ * between the samples is not counted (its time is in the process's total, not here).
+ */
+export function threadCpu(pid: number, a: ProcSample, b: ProcSample): { main: number; worker: number; librdkafka: number; other: number } {
+  const spent = [...b.threads ?? []].map(([tid, t]) => ({ tid, name: t.name, s: t.cpuSeconds - (a.threads?.get(tid)?.cpuSeconds ?? 0) }));
+  const out = { main: 0, worker: 0, librdkafka: 0, other: 0 };
+  const busiest = spent.filter((t) => t.tid !== pid && t.name === 'node').sort((x, y) => y.s - x.s)[0];
+  for (const t of spent) {
+    if (t.tid === pid) out.main += t.s;
+    else if (t.name.startsWith('rdk:')) out.librdkafka += t.s;
+    else if (t === busiest) out.worker += t.s;
+    else out.other += t.s;
+  }
+  return out;
 }
 
 /** CPU time (user + system) and resident memory of a live process, from /proc. */
-export function procSample(pid: number): ProcSample | undefined {
+export function procSample(pid: number, o: { threads?: boolean } = {}): ProcSample | undefined {
   try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const cpuSeconds = (Number(fields[11]) + Number(fields[12])) / TICKS; // utime, stime (fields 14, 15)
+    const cpuSeconds = statCpuSeconds(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    const threads = o.threads ? threadsOf(pid) : undefined;
     const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
     const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
-    return { at: performance.now(), cpuSeconds, rssBytes: kb('VmRSS'), hwmBytes: kb('VmHWM') };
+    return { at: performance.now(), cpuSeconds, rssBytes: kb('VmRSS'), hwmBytes: kb('VmHWM'), threads };
   } catch {
     return undefined; // exited
   }
@@ -155,7 +191,7 @@ export async function runTopology(o: TopologyRunOptions): Promise<TopologyRun> {
   let fullAt = -Infinity;
   void (async () => {
     while (!done) {
-      const s = procSample(child.pid!);
+      const s = procSample(child.pid!, { threads: true });
       if (s) run.samples.push(s);
       const full = !o.watch || performance.now() - fullAt >= 1000;
       try {
