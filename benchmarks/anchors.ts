@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { deleteTopics, ensureTopics, kafkaConnection, type KafkaConnection, KafkaProducer, projectRoot, tableName, type Database } from '../pipeline/index.ts';
+import { topologyNodeFlags } from '../scripts/node-flags.mjs';
 import { num, parseFlags } from './lib/args.ts';
 import { procSample, timedRun, type ProcSample } from './lib/child.ts';
 import { benchEnv, fresh, log, machine } from './lib/env.ts';
@@ -117,7 +118,7 @@ export async function anchorsBench(argv: string[]): Promise<void> {
       const table = fresh('bench_anchors_ours');
       tables.push(table);
       log('orders-ingest (defaults)');
-      sinks.ours = await drainIntoTable(env.db, table, pre.valid, () => spawn(process.execPath, ['--import', 'tsx', 'pipeline/cli/main.ts', 'orders-ingest',
+      sinks.ours = await drainIntoTable(env.db, table, pre.valid, () => spawn(process.execPath, [...topologyNodeFlags(), '--import', 'tsx', 'pipeline/cli/main.ts', 'orders-ingest',
         '--topic', topic, '--table', table, '--group-id', fresh('bench_anchors'), '--stop-when-idle', '3', '--metrics-port', '0'],
       { cwd: projectRoot, env: env.childEnv, stdio: f.echo ? 'inherit' : 'ignore' }), { maxS: 900 });
     }

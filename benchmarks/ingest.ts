@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { from as copyFrom } from 'pg-copy-streams';
 import { num, parseFlags } from './lib/args.ts';
 import { timedSource } from './lib/baseline.ts';
-import { histogramQuantile, metricSum, runTopology, sampleAt, threadCpu, type TopologyRun } from './lib/child.ts';
+import { histogramQuantile, metricSum, runTopology, sampleAt, threadCpu, type ThreadCpu, type TopologyRun } from './lib/child.ts';
 import { benchEnv, fresh, log, machine, type BenchEnv } from './lib/env.ts';
 import { cpuDelta, infraCpu, type InfraCpu } from './lib/infra-cpu.ts';
 import { createOrdersTable, ORDER_COLUMNS, prefillOrders } from './lib/orders.ts';
@@ -187,7 +187,7 @@ export interface IngestResult extends Phase {
   loopDelay: Record<string, number>;
   totalCpuSeconds: number;
   /** The process's CPU seconds from assignment to the last row, by thread (lib/child.ts threadCpu), over its instances. */
-  threads: ReturnType<typeof threadCpu>;
+  threads: ThreadCpu;
   rows: number;
   exitCode: number;
 }
@@ -245,10 +245,14 @@ export async function ingestRun(env: BenchEnv, topic: string, table: string, o: 
   }
   const sum = (f: (r: TopologyRun) => number) => runs.reduce((acc, r) => acc + f(r), 0);
   const cpuAt = (r: TopologyRun, at: number) => sampleAt(r.samples, at)?.cpuSeconds ?? 0;
-  const threads = { main: 0, worker: 0, librdkafka: 0, other: 0 };
+  const threads: ThreadCpu = { main: 0, worker: 0, librdkafka: 0, other: 0, others: [] };
   for (const r of runs) {
     const t = threadCpu(r.child.pid!, sampleAt(r.samples, start)!, sampleAt(r.samples, doneAt)!);
-    for (const k of Object.keys(threads) as (keyof typeof threads)[]) threads[k] += t[k];
+    threads.main += t.main;
+    threads.worker += t.worker;
+    threads.librdkafka += t.librdkafka;
+    threads.other += t.other;
+    threads.others.push(...t.others);
   }
   const window = runs.flatMap((r) => r.samples.filter((s) => s.at >= start && s.at <= doneAt).map((s) => s.rssBytes)).sort((a, b) => a - b);
   const rows = Number((await env.db.one(`SELECT count(*) AS n FROM ${tableName(table)}`)).n);
@@ -277,6 +281,20 @@ function loopDelay(stderr: string[]): Record<string, number> {
   const out: Record<string, number> = {};
   if (line) for (const m of line.matchAll(/(p50|p99|max|mean) ([\d.]+)/g)) out[`${m[1]}_ms`] = Number(m[2]);
   return out;
+}
+
+function threadsPerMillion(r: IngestResult) {
+  const t = r.threads;
+  return {
+    main: perMillion(r, t.main), worker: perMillion(r, t.worker), librdkafka: perMillion(r, t.librdkafka), other: perMillion(r, t.other),
+    each_other: t.others.map((v) => perMillion(r, v)),
+  };
+}
+
+function threadsRow(label: string, r: IngestResult): Row {
+  const t = threadsPerMillion(r);
+  return [label, [t.main, t.worker, t.librdkafka, t.other].map((v) => v.toFixed(2)).join(' / '),
+    `worker: the busiest other Node thread; other (V8's and libuv's): ${t.each_other.slice(0, 6).map((v) => v.toFixed(2)).join(', ')}`];
 }
 
 export function perMillion(p: Phase, s: number | undefined): number {
@@ -382,6 +400,7 @@ export async function ingestBench(argv: string[]): Promise<void> {
       ingest_compared: compared ? {
         extra_flags: compareFlags, records_per_s: rate(compared), cpu_seconds_per_million: perMillion(compared, compared.cpuSeconds),
         postgres_cpu_seconds_per_million: perMillion(compared, compared.infra.postgres), steady_rss_bytes: compared.steadyRss, mean_poll_records: compared.meanPoll,
+        thread_cpu_seconds_per_million: threadsPerMillion(compared),
       } : null,
       ceiling_kafka_records_per_s: rate(a),
       ceiling_kafka_stock_consume_records_per_s: rate(stock),
@@ -403,7 +422,7 @@ export async function ingestBench(argv: string[]): Promise<void> {
       median_over_rounds: { ingest_vs_min_ceiling: median(all.map((r) => r.vsMin)), ingest_vs_baseline: base ? median(all.map((r) => r.vsBase)) : null },
       ingest_seconds: ing.seconds,
       ingest_cpu_seconds_per_million: perMillion(ing, ing.cpuSeconds),
-      ingest_thread_cpu_seconds_per_million: Object.fromEntries(Object.entries(ing.threads).map(([k, v]) => [k, perMillion(ing, v)])),
+      ingest_thread_cpu_seconds_per_million: threadsPerMillion(ing),
       ingest_total_cpu_seconds: ing.totalCpuSeconds,
       ingest_peak_rss_bytes: ing.peakRss,
       ingest_steady_rss_bytes: ing.steadyRss,
@@ -440,8 +459,8 @@ export async function ingestBench(argv: string[]): Promise<void> {
       ['  with ceiling B in binary COPY', fmtRatio(result.ingest_vs_min_ceiling_binary), 'the format the ingest writes by default'],
       ['ingest / baseline', base ? fmtRatio(result.ingest_vs_baseline!) : 'n/a', 'target >= 2.50'],
       ['ingest CPU s per 1M records', result.ingest_cpu_seconds_per_million.toFixed(2), `node process (total incl. startup ${ing.totalCpuSeconds.toFixed(1)} s)`],
-      ['  by thread: main / worker / librdkafka / other', Object.values(result.ingest_thread_cpu_seconds_per_million).map((v) => v.toFixed(2)).join(' / '),
-        'worker: the busiest other Node thread; other: V8 and libuv helpers'],
+      threadsRow('  by thread: main / worker / librdkafka / other', ing),
+      ...(compared ? [threadsRow(`  the same, ${compareFlags!.join(' ')}`, compared)] : []),
       ['Postgres CPU s per 1M: ingest', result.postgres_cpu_seconds_per_million.ingest.toFixed(2), `busy ${(result.postgres_cpu_utilisation.ingest * 100).toFixed(0)}% of a core`],
       ['Postgres CPU s per 1M: COPY', result.postgres_cpu_seconds_per_million.ceiling_copy.toFixed(2), `busy ${(result.postgres_cpu_utilisation.ceiling_copy * 100).toFixed(0)}% of a core`],
       ['Postgres CPU s per 1M: Kafka read', result.postgres_cpu_seconds_per_million.ceiling_kafka.toFixed(2), 'what it spends when nothing writes (autovacuum, checkpoints)'],

@@ -4,6 +4,7 @@ import {
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import { topologyNodeFlags } from '../../scripts/node-flags.mjs';
 
 export const TICKS = 100; // USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s on Linux
 
@@ -38,17 +39,30 @@ function threadsOf(pid: number): NonNullable<ProcSample['threads']> {
  * all its threads node: the worker, V8's platform threads and libuv's pool); and the rest. A thread that ended
  * between the samples is not counted (its time is in the process's total, not here).
  */
-export function threadCpu(pid: number, a: ProcSample, b: ProcSample): { main: number; worker: number; librdkafka: number; other: number } {
+export function threadCpu(pid: number, a: ProcSample, b: ProcSample): ThreadCpu {
   const spent = [...b.threads ?? []].map(([tid, t]) => ({ tid, name: t.name, s: t.cpuSeconds - (a.threads?.get(tid)?.cpuSeconds ?? 0) }));
-  const out = { main: 0, worker: 0, librdkafka: 0, other: 0 };
+  const out: ThreadCpu = { main: 0, worker: 0, librdkafka: 0, other: 0, others: [] };
   const busiest = spent.filter((t) => t.tid !== pid && t.name === 'node').sort((x, y) => y.s - x.s)[0];
   for (const t of spent) {
     if (t.tid === pid) out.main += t.s;
     else if (t.name.startsWith('rdk:')) out.librdkafka += t.s;
     else if (t === busiest) out.worker += t.s;
-    else out.other += t.s;
+    else {
+      out.other += t.s;
+      if (t.s > 0) out.others.push(t.s);
+    }
   }
+  out.others.sort((x, y) => y - x);
   return out;
+}
+
+export interface ThreadCpu {
+  main: number;
+  worker: number;
+  librdkafka: number;
+  other: number;
+  /** Each other thread's seconds, the busiest first. */
+  others: number[];
 }
 
 /** CPU time (user + system) and resident memory of a live process, from /proc. */
@@ -166,7 +180,7 @@ export async function runTopology(o: TopologyRunOptions): Promise<TopologyRun> {
   const args = [...o.args, '--metrics-port', String(port)];
   const child = o.asNpmRunTopology
     ? spawn('npm', ['run', '-s', 'topology', '--', ...args], { cwd: projectRoot, env: o.env, stdio: ['ignore', 'pipe', 'pipe'] })
-    : spawn(process.execPath, [...(o.extraNodeArgs ?? []), '--import', 'tsx', 'pipeline/cli/main.ts', ...args], { cwd: projectRoot, env: o.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    : spawn(process.execPath, [...topologyNodeFlags(o.env), ...(o.extraNodeArgs ?? []), '--import', 'tsx', 'pipeline/cli/main.ts', ...args], { cwd: projectRoot, env: o.env, stdio: ['ignore', 'pipe', 'pipe'] });
   const run: TopologyRun = {
     child, port, samples: [], stderr: [], marks: new Map(), lastMetrics: '', lastWatched: '',
     exited: new Promise((resolve) => child.on('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1)))),

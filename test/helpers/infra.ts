@@ -8,6 +8,7 @@ import { clientConfig, kafkaConnection, type KafkaConnection } from '../../pipel
 import { KafkaProducer, type OutgoingMessage } from '../../pipeline/kafka/producer.ts';
 import { projectRoot } from '../../pipeline/local/paths.ts';
 import { database, type Database } from '../../pipeline/postgres/db.ts';
+import { topologyNodeFlags } from '../../scripts/node-flags.mjs';
 
 export const kafka = (): KafkaConnection => kafkaConnection(process.env.KAFKA_BROKERS!, []);
 export const db = (): Database => database(process.env.DATABASE_URL!);
@@ -26,7 +27,7 @@ export interface Run {
 
 /** Starts `npm run topology -- <args>` as a child process (node + tsx directly, so signals reach it). */
 export function startTopology(args: string[], env: NodeJS.ProcessEnv = {}): Run {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(projectRoot, 'pipeline/cli/main.ts'), ...args], {
+  const child = spawn(process.execPath, [...topologyNodeFlags(), '--import', 'tsx', path.join(projectRoot, 'pipeline/cli/main.ts'), ...args], {
     cwd: projectRoot, env: { ...process.env, METRICS_PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
