@@ -33,9 +33,9 @@ export interface DeadLetter {
 
 export const DEAD_LETTERS_TABLE = 'pipeline_dead_letters';
 const SEQ_HEADER = 'pipeline.dlq.seq';
+const RELAY_HEADER = 'pipeline.dlq.relay';
 /** How long a stopping relay waits for the instance that holds its topic's lock to publish what it committed. */
 const STOP_WAIT_MS = 10_000;
-const RELAY_HEADER = 'pipeline.dlq.relay';
 
 export async function ensureDeadLetterTable(db: Database): Promise<void> {
   await withSetupLock(db, async (t) => {

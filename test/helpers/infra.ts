@@ -27,8 +27,9 @@ export interface Run {
 
 /** Starts `npm run topology -- <args>` as a child process (node + tsx directly, so signals reach it). */
 export function startTopology(args: string[], env: NodeJS.ProcessEnv = {}): Run {
-  const child = spawn(process.execPath, [...topologyNodeFlags(), '--import', 'tsx', path.join(projectRoot, 'pipeline/cli/main.ts'), ...args], {
-    cwd: projectRoot, env: { ...process.env, METRICS_PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+  const childEnv = { ...process.env, METRICS_PORT: '0', ...env };
+  const child = spawn(process.execPath, [...topologyNodeFlags(childEnv), '--import', 'tsx', path.join(projectRoot, 'pipeline/cli/main.ts'), ...args], {
+    cwd: projectRoot, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
   let err = '';
@@ -113,9 +114,51 @@ export async function dropAll(topics: string[], tables: string[], groups: string
   const d = db();
   for (const t of tables) await d.none('DROP TABLE IF EXISTS $1:name', [t]);
   if (groups.length) await d.none('DELETE FROM pipeline_offsets WHERE group_id = ANY($1)', [groups]).catch(() => undefined);
-  // Dead letters a failed test left unpublished: their topic is gone, and the relay (one for the whole database) would
-  // retry them for good instead of publishing the next test's.
+  // Dead letters a failed test left unpublished: their topic is gone, so no relay would ever publish them.
   await d.none('DELETE FROM pipeline_dead_letters WHERE dlq_topic = ANY($1)', [topics]).catch(() => undefined);
+}
+
+/** The offsets of a consumer group committed in Postgres, summed over its partitions: the records it has taken. */
+export async function committedOffsets(group: string): Promise<number> {
+  return Number((await db().one<{ n: string }>(
+    'SELECT coalesce(sum(greatest(next_offset, 0)), 0)::bigint AS n FROM pipeline_offsets WHERE group_id = $1', [group])).n);
+}
+
+/**
+ * The orders-ingest runs of one describe block: fresh names for each (a topic, its dead-letter topic, a table, a
+ * group), the arguments to ingest them, and cleanup() for its after hook, which kills what is still running (a
+ * stopped one too) and drops what was made.
+ */
+export function ingestCases() {
+  const made: { topics: string[]; tables: string[]; groups: string[] } = { topics: [], tables: [], groups: [] };
+  const runs: Run[] = [];
+  const fresh = () => {
+    const n = { topic: unique('orders'), table: unique('orders_data'), group: unique('ingest') };
+    made.topics.push(n.topic, `${n.topic}.dlq`);
+    made.tables.push(n.table);
+    made.groups.push(n.group);
+    return { ...n, dlq: `${n.topic}.dlq` };
+  };
+  return {
+    fresh,
+    ingest: (n: ReturnType<typeof fresh>, ...extra: string[]) =>
+      ['orders-ingest', '--topic', n.topic, '--table', n.table, '--group-id', n.group, '--partitions', '2', ...extra],
+    /** startTopology, killed by cleanup() if it is still running then. */
+    start: (args: string[], env?: NodeJS.ProcessEnv): Run => {
+      const run = startTopology(args, env);
+      runs.push(run);
+      return run;
+    },
+    cleanup: async () => {
+      for (const r of runs) {
+        if (r.child.exitCode === null && r.child.signalCode === null) {
+          r.child.kill('SIGCONT');
+          r.child.kill('SIGKILL');
+        }
+      }
+      await dropAll(made.topics, made.tables, made.groups);
+    },
+  };
 }
 
 export async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { assertExactlyOnce, generate } from '../helpers/accounting.ts';
-import { db, dropAll, produce, readTopic, runTopology, startTopology, unique, waitUntil, type Run } from '../helpers/infra.ts';
+import { committedOffsets, db, dropAll, ingestCases, produce, readTopic, runTopology, startTopology, unique, waitUntil } from '../helpers/infra.ts';
 import { javaProduce } from '../helpers/kafka-log.ts';
 
 /**
@@ -55,8 +55,7 @@ describe('the dead-letter relay after a crash between publishing and deleting', 
           inTopic = (await readTopic(dlq).catch(() => [])).length;
           return inTopic > 0 && inTopic === (await published());
         }, 90_000);
-        await waitUntil('every order committed', async () => Number((await db().one<{ n: string }>(
-          'SELECT coalesce(sum(greatest(next_offset, 0)), 0)::bigint AS n FROM pipeline_offsets WHERE group_id = $1', [group])).n) === 3000, 90_000);
+        await waitUntil('every order committed', async () => (await committedOffsets(group)) === 3000, 90_000);
       } finally {
         run.child.kill('SIGKILL');
         await run.exited;
@@ -86,33 +85,14 @@ describe('the dead-letter relay after a crash between publishing and deleting', 
  */
 describe('the dead-letter relay when another relay is stopped while it holds its lock', function () {
   this.timeout(240_000);
-  const made: { topics: string[]; tables: string[]; groups: string[] } = { topics: [], tables: [], groups: [] };
-  const runs: Run[] = [];
-  const fresh = () => {
-    const n = { topic: unique('orders'), table: unique('orders_data'), group: unique('ingest') };
-    made.topics.push(n.topic, `${n.topic}.dlq`);
-    made.tables.push(n.table);
-    made.groups.push(n.group);
-    return { ...n, dlq: `${n.topic}.dlq` };
-  };
-  const ingest = (n: ReturnType<typeof fresh>, ...extra: string[]) =>
-    ['orders-ingest', '--topic', n.topic, '--table', n.table, '--group-id', n.group, '--partitions', '2', ...extra];
+  const { fresh, ingest, start, cleanup } = ingestCases();
   const outbox = async (dlq: string) => (await db().one<{ n: number }>('SELECT count(*)::int AS n FROM pipeline_dead_letters WHERE dlq_topic = $1', [dlq])).n;
-  after(async () => {
-    for (const r of runs) {
-      if (r.child.exitCode === null && r.child.signalCode === null) {
-        r.child.kill('SIGCONT');
-        r.child.kill('SIGKILL');
-      }
-    }
-    await dropAll(made.topics, made.tables, made.groups);
-  });
+  after(cleanup);
 
   /** Starts an ingest, waits until its relay has published (it holds its topic's lock from then on), and stops it. */
   async function stoppedHolder(n: ReturnType<typeof fresh>, ...extra: string[]) {
     const sent = await generate(['--topic', n.topic, '--partitions', '2', '--count', '2000', '--rate', '0', '--invalid-ratio', '0.05']);
-    const run = startTopology(ingest(n, ...extra));
-    runs.push(run);
+    const run = start(ingest(n, ...extra));
     await waitUntil('the first relay published', async () => (await readTopic(n.dlq).catch(() => [])).length > 0, 90_000);
     run.child.kill('SIGSTOP');
     return { sent, run };
@@ -138,11 +118,9 @@ describe('the dead-letter relay when another relay is stopped while it holds its
     const fastGroup = ['--kafka', 'session.timeout.ms=6000', '--kafka', 'heartbeat.interval.ms=1000'];
     const held = await stoppedHolder(n, ...fastGroup);
     // B joins the group; once A's session times out B holds every partition and commits the next orders' dead letters.
-    const b = startTopology(ingest(n, ...fastGroup));
-    runs.push(b);
+    const b = start(ingest(n, ...fastGroup));
     const second = await generate(['--topic', n.topic, '--partitions', '2', '--count', '2000', '--rate', '0', '--invalid-ratio', '0.05']);
-    await waitUntil('B committed everything', async () => Number((await db().one<{ n: string }>(
-      'SELECT coalesce(sum(greatest(next_offset, 0)), 0)::bigint AS n FROM pipeline_offsets WHERE group_id = $1', [n.group])).n) === 4000, 120_000);
+    await waitUntil('B committed everything', async () => (await committedOffsets(n.group)) === 4000, 120_000);
     const left = await outbox(n.dlq);
     assert.ok(left >= second.invalid.length, `B's dead letters wait in the outbox (${left})`);
     b.child.kill('SIGTERM');

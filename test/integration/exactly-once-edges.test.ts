@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { ORDERS_TABLE_SQL } from '../../topologies/orders-ingest-plan.ts';
 import { assertExactlyOnce, generate, reported } from '../helpers/accounting.ts';
-import { createTopic, db, dropAll, produce, runTopology, startTopology, unique, waitUntil, type Run } from '../helpers/infra.ts';
+import { committedOffsets, createTopic, db, dropAll, ingestCases, produce, runTopology, startTopology, unique, waitUntil, type Run } from '../helpers/infra.ts';
 import { PgProxy } from '../helpers/pg-proxy.ts';
 
 /**
@@ -12,28 +12,8 @@ import { PgProxy } from '../helpers/pg-proxy.ts';
  */
 describe('exactly-once at its edges, driven on purpose', function () {
   this.timeout(240_000);
-  const made: { topics: string[]; tables: string[]; groups: string[] } = { topics: [], tables: [], groups: [] };
-  const runs: Run[] = [];
-  const fresh = () => {
-    const n = { topic: unique('orders'), table: unique('orders_data'), group: unique('ingest') };
-    made.topics.push(n.topic, `${n.topic}.dlq`);
-    made.tables.push(n.table);
-    made.groups.push(n.group);
-    return { ...n, dlq: `${n.topic}.dlq` };
-  };
-  const ingest = (n: ReturnType<typeof fresh>, ...extra: string[]) =>
-    ['orders-ingest', '--topic', n.topic, '--table', n.table, '--group-id', n.group, '--partitions', '2', ...extra];
-  const committed = async (group: string) => Number((await db().one<{ n: string }>(
-    'SELECT coalesce(sum(greatest(next_offset, 0)), 0)::bigint AS n FROM pipeline_offsets WHERE group_id = $1', [group])).n);
-  after(async () => {
-    for (const r of runs) {
-      if (r.child.exitCode === null && r.child.signalCode === null) {
-        r.child.kill('SIGCONT');
-        r.child.kill('SIGKILL');
-      }
-    }
-    await dropAll(made.topics, made.tables, made.groups);
-  });
+  const { fresh, ingest, start, cleanup } = ingestCases();
+  after(cleanup);
 
   /** The table made ahead, with a deferred constraint trigger that fails the first `failures` commits whose rows match `when`. */
   async function failingCommits(table: string, failures: number, when = 'true'): Promise<void> {
@@ -68,13 +48,12 @@ describe('exactly-once at its edges, driven on purpose', function () {
     await p.start();
     try {
       const first = await generate(['--topic', n.topic, '--partitions', '2', '--count', '5000', '--rate', '0', '--invalid-ratio', '0.01']);
-      const run = startTopology(ingest(n, '--batch-size', '2000'), { DATABASE_URL: p.url(process.env.DATABASE_URL!) });
-      runs.push(run);
-      await waitUntil('the first orders committed', async () => (await committed(n.group).catch(() => 0)) === 5000, 90_000);
+      const run = start(ingest(n, '--batch-size', '2000'), { DATABASE_URL: p.url(process.env.DATABASE_URL!) });
+      await waitUntil('the first orders committed', async () => (await committedOffsets(n.group).catch(() => 0)) === 5000, 90_000);
       p.cutAfter('COMMIT');
       const second = await generate(['--topic', n.topic, '--partitions', '2', '--count', '5000', '--rate', '0', '--invalid-ratio', '0.01']);
       await waitUntil('the cut', async () => p.happened.cut === 1, 60_000);
-      await waitUntil('everything committed', async () => (await committed(n.group)) === 10_000, 90_000);
+      await waitUntil('everything committed', async () => (await committedOffsets(n.group)) === 10_000, 90_000);
       run.child.kill('SIGTERM');
       assert.equal(await run.exited, 0, run.stderr());
       assert.match(run.stderr(), /flush failed, rewinding partitions/, 'the client saw the COMMIT fail');
@@ -93,18 +72,16 @@ describe('exactly-once at its edges, driven on purpose', function () {
     const fastGroup = ['--kafka', 'session.timeout.ms=6000', '--kafka', 'heartbeat.interval.ms=1000', '--sink-connections', '1'];
     try {
       const first = await generate(['--topic', n.topic, '--partitions', '2', '--count', '2000', '--rate', '0']);
-      const a = startTopology(ingest(n, '--batch-size', '500', ...fastGroup), { DATABASE_URL: p.url(process.env.DATABASE_URL!) });
-      runs.push(a);
-      await waitUntil('A committed the first orders', async () => (await committed(n.group).catch(() => 0)) === 2000, 90_000);
+      const a = start(ingest(n, '--batch-size', '500', ...fastGroup), { DATABASE_URL: p.url(process.env.DATABASE_URL!) });
+      await waitUntil('A committed the first orders', async () => (await committedOffsets(n.group).catch(() => 0)) === 2000, 90_000);
       // A's next flush is kept back on its way to Postgres, its transaction not begun; then A stops (no heartbeats).
       const held = p.hold('UPDATE pipeline_offsets');
       const second = await generate(['--topic', n.topic, '--partitions', '2', '--count', '2000', '--rate', '0']);
       await held;
       a.child.kill('SIGSTOP');
       // B joins; once A's session times out B holds every partition, reads from Postgres, and commits everything.
-      const b = startTopology(ingest(n, '--batch-size', '500', ...fastGroup));
-      runs.push(b);
-      await waitUntil('B committed everything', async () => (await committed(n.group)) === 4000, 120_000);
+      const b = start(ingest(n, '--batch-size', '500', ...fastGroup));
+      await waitUntil('B committed everything', async () => (await committedOffsets(n.group)) === 4000, 120_000);
       p.release();
       a.child.kill('SIGCONT');
       // A's kept-back flush now reaches Postgres: refused by the fence, or (were the fence gone) written again.
