@@ -7,7 +7,7 @@ import { benchEnv, fresh, log, machine } from './lib/env.ts';
 import { prefillOrders } from './lib/orders.ts';
 import { fmtInt, fmtMb, printTable, writeBarChart, writeJson } from './lib/report.ts';
 
-export const revenueHelp = 'revenue [--topology orders-revenue] [--count N (1000000; --quick: 100000)] [--partitions 6] [--batch-size 10000] [--echo]';
+export const revenueHelp = 'revenue [--topology orders-revenue] [--count N (1000000; --quick: 100000)] [--partitions 6] [--batch-size 10000] [--echo] [--cpu-prof DIR (a CPU profile of the topology)]';
 
 /**
  * A windowed aggregation's throughput on the same kind of pre-filled topic as the ingest benchmark, timed from
@@ -15,7 +15,7 @@ export const revenueHelp = 'revenue [--topology orders-revenue] [--count N (1000
  * the topology is not registered.
  */
 export async function revenueBench(argv: string[]): Promise<void> {
-  const f = parseFlags(argv, { quick: 'bool', topology: 'string', count: 'number', partitions: 'number', 'batch-size': 'number', echo: 'bool' });
+  const f = parseFlags(argv, { quick: 'bool', topology: 'string', count: 'number', partitions: 'number', 'batch-size': 'number', echo: 'bool', 'cpu-prof': 'string' });
   const name = (f.topology as string | undefined) ?? 'orders-revenue';
   const count = num(f, 'count', f.quick ? 100_000 : 1_000_000);
   const partitions = num(f, 'partitions', 6);
@@ -35,6 +35,7 @@ export async function revenueBench(argv: string[]): Promise<void> {
       env: env.childEnv, count,
       args: [name, '--stop-when-idle', '2', '--topic', topic, '--table', table, '--group-id', fresh('bench_revenue'), '--partitions', String(partitions), '--batch-size', String(batch)],
       echo: f.echo === true,
+      extraNodeArgs: typeof f['cpu-prof'] === 'string' ? ['--cpu-prof', `--cpu-prof-dir=${f['cpu-prof']}`] : [],
     });
     const windows = Number((await env.db.one(`SELECT count(*) AS n FROM ${tableName(table)}`).catch(() => ({ n: NaN }))).n);
     const result = {
